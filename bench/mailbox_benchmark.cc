@@ -1,0 +1,163 @@
+// Micro-benchmarks for mailbox/: index build over a mapped mbox, UIDL
+// hashing, RETR wire encoding. Compare numbers only from the same machine
+// and build (STYLE.md §7).
+//
+//   BM_Mailbox_IndexBuild/<MiB>   one pass over a generated, mapped mbox
+//                                 (typical mail: 4 KB messages, 72-column
+//                                 LF lines, 3 Received: headers); MB/s.
+//   BM_Mailbox_Uidl               header selection + MD5 for one typical
+//                                 header block; items/s = messages/s.
+//   BM_Mailbox_WireEncode/<kind>  EncodingStream over a 1 MiB message with
+//                                 64 KiB per Next(): 0 = LF lines, 1 = CR LF
+//                                 lines with dots, 2 = wire-clean; bytes/s.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "mailbox/mapping.h"
+#include "mailbox/mbox_index.h"
+#include "mailbox/uidl.h"
+#include "mailbox/wire_stream.h"
+
+namespace popgate::mailbox {
+namespace {
+
+std::string Headers(int n) {
+  return absl::StrCat(
+      "Return-Path: <sender", n, "@example.org>\n",
+      "Delivered-To: user@host.local\n",
+      "Received: from mx.example.org (mx.example.org [192.0.2.1])\n",
+      "\tby host.local (Postfix) with ESMTPS id 4F", n, "\n",
+      "\tfor <user@host.local>; Mon, 1 Jan 2024 00:00:00 +0000 (UTC)\n",
+      "Received: from client (client [198.51.100.7])\n",
+      "\tby mx.example.org with ESMTP id ", n, "\n",
+      "Received: by client with local id ", n, "\n",
+      "Date: Mon, 1 Jan 2024 00:00:00 +0000\n", "From: Sender <sender", n,
+      "@example.org>\n", "To: User <user@host.local>\n",
+      "Subject: message number ", n, " in the benchmark mailbox\n",
+      "Message-ID: <", n, "@example.org>\n", "MIME-Version: 1.0\n",
+      "Content-Type: text/plain; charset=us-ascii\n", "Status: RO\n");
+}
+
+std::string GenerateMbox(size_t bytes) {
+  std::mt19937 rng(1);
+  std::string mbox;
+  mbox.reserve(bytes + 8192);
+  const std::string line(71, 'x');
+  for (int n = 0; mbox.size() < bytes; ++n) {
+    absl::StrAppend(&mbox, "From sender", n,
+                    "@example.org Mon Jan  1 00:00:00 2024\n", Headers(n),
+                    "\n");
+    const int lines = 20 + static_cast<int>(rng() % 80);
+    for (int i = 0; i < lines; ++i) {
+      mbox += line;
+      mbox += (i % 17 == 5) ? "\n.\n" : "\n";
+    }
+    mbox += "\n";
+  }
+  return mbox;
+}
+
+// A temp file holding `bytes` of mbox, mapped; unlinked at once.
+struct MappedMbox {
+  explicit MappedMbox(size_t bytes) {
+    const std::string data = GenerateMbox(bytes);
+    const char* dir = std::getenv("TMPDIR");
+    std::string path =
+        absl::StrCat(dir != nullptr ? dir : "/tmp", "/mbox-bench-XXXXXX");
+    fd = UniqueFd(::mkstemp(path.data()));
+    ::unlink(path.c_str());
+    if (!fd.valid() || WriteFull(fd.get(), data.data(), data.size()) != 0) {
+      std::abort();
+    }
+    auto m = Mapping::Map(fd.get(), data.size());
+    if (!m.ok()) std::abort();
+    mapping = std::move(*m);
+  }
+  UniqueFd fd;
+  Mapping mapping;
+};
+
+void BM_Mailbox_IndexBuild(benchmark::State& state) {
+  MappedMbox mbox(static_cast<size_t>(state.range(0)) << 20);
+  size_t messages = 0;
+  for (auto _ : state) {
+    auto index = IndexMappedMbox(mbox.mapping.view(), 1 << 24);
+    if (!index.ok()) {
+      state.SkipWithError("index failed");
+      return;
+    }
+    messages = index->size();
+    benchmark::DoNotOptimize(index->data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(mbox.mapping.size()));
+  state.counters["messages"] = static_cast<double>(messages);
+}
+BENCHMARK(BM_Mailbox_IndexBuild)
+    ->Arg(16)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond);
+
+void BM_Mailbox_Uidl(benchmark::State& state) {
+  const std::string headers = Headers(42);
+  std::vector<absl::string_view> lines;
+  for (size_t pos = 0; pos < headers.size();) {
+    size_t nl = headers.find('\n', pos);
+    lines.emplace_back(headers.data() + pos, nl + 1 - pos);
+    pos = nl + 1;
+  }
+  UidlSelector selector;
+  UidlHasher hasher;
+  char out[kUidlLength];
+  for (auto _ : state) {
+    selector.Reset();
+    hasher.Begin();
+    for (absl::string_view line : lines) {
+      if (selector.Select(line)) hasher.Update(line);
+    }
+    hasher.Finish(out);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(headers.size()));
+}
+BENCHMARK(BM_Mailbox_Uidl);
+
+void BM_Mailbox_WireEncode(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));
+  std::string data;
+  const std::string line(70, 'y');
+  while (data.size() < (1 << 20)) {
+    if (kind == 1 && data.size() % 13 == 0) data += ".";
+    data += line;
+    data += kind == 0 ? "\n" : "\r\n";
+  }
+  std::vector<absl::string_view> segs;
+  segs.reserve(4096);
+  size_t wire = 0;
+  for (auto _ : state) {
+    EncodingStream stream(data, kind == 2, absl::string_view());
+    wire = 0;
+    for (;;) {
+      segs.clear();
+      auto more = stream.Next(64 << 10, &segs);
+      for (absl::string_view s : segs) wire += s.size();
+      if (!more.ok() || !*more) break;
+    }
+    benchmark::DoNotOptimize(wire);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(wire));
+}
+BENCHMARK(BM_Mailbox_WireEncode)->Arg(0)->Arg(1)->Arg(2);
+
+}  // namespace
+}  // namespace popgate::mailbox

@@ -1,0 +1,195 @@
+#include "core/output_queue.h"
+
+#include <algorithm>
+#include <cassert>
+#include <utility>
+
+namespace popgate::core {
+
+OutputQueue::OutputQueue(size_t stream_window)
+    : stream_window_(std::max<size_t>(stream_window, 1)) {}
+
+OutputQueue::~OutputQueue() = default;
+
+void OutputQueue::Append(absl::string_view bytes) {
+  if (bytes.empty()) return;
+  buffered_bytes_ += bytes.size();
+  // Coalesce pipelined replies into one string (fewer iovecs), but never
+  // grow a string a Gather() exposed: the send may still be in flight.
+  if (!items_.empty() && items_.back().kind == Item::Kind::kBytes &&
+      !items_.back().exposed) {
+    items_.back().data.append(bytes.data(), bytes.size());
+    return;
+  }
+  Item& item = items_.emplace_back();
+  item.kind = Item::Kind::kBytes;
+  item.data.assign(bytes.data(), bytes.size());
+}
+
+void OutputQueue::AppendStream(std::unique_ptr<mailbox::WireStream> stream) {
+  Item& item = items_.emplace_back();
+  item.kind = Item::Kind::kStream;
+  item.stream = std::move(stream);
+  ++special_items_;
+}
+
+void OutputQueue::AppendCheckpoint(Checkpoint checkpoint) {
+  Item& item = items_.emplace_back();
+  item.kind = Item::Kind::kCheckpoint;
+  item.checkpoint = std::move(checkpoint);
+  ++special_items_;
+}
+
+void OutputQueue::Clear() {
+  // Segments point into their stream: drop them with it.
+  items_.clear();
+  buffered_bytes_ = 0;
+  special_items_ = 0;
+}
+
+void OutputQueue::PopFront() {
+  Item& front = items_.front();
+  if (front.kind == Item::Kind::kBytes) {
+    buffered_bytes_ -= front.data.size() - front.offset;
+  } else {
+    --special_items_;
+  }
+  items_.pop_front();
+}
+
+absl::Status OutputQueue::Gather(size_t max_bytes,
+                                 std::vector<absl::string_view>* out) {
+  const size_t out_size_at_entry = out->size();
+  size_t budget = max_bytes;
+  size_t i = 0;
+  while (i < items_.size() && budget > 0) {
+    Item& item = items_[i];
+    switch (item.kind) {
+      case Item::Kind::kBytes: {
+        absl::string_view pending(item.data);
+        pending.remove_prefix(item.offset);
+        const size_t take = std::min(pending.size(), budget);
+        out->push_back(pending.substr(0, take));
+        item.exposed = true;
+        budget -= take;
+        if (take < pending.size()) return absl::OkStatus();
+        ++i;
+        break;
+      }
+      case Item::Kind::kStream: {
+        if (!item.stream_error.ok() && item.segments.empty()) {
+          // Everything produced before the failure has been consumed.
+          absl::Status error = item.stream_error;
+          out->resize(out_size_at_entry);
+          Clear();
+          return error;
+        }
+        // Segments pulled by an earlier Gather() and not yet consumed.
+        for (absl::string_view segment : item.segments) {
+          const size_t take = std::min(segment.size(), budget);
+          out->push_back(segment.substr(0, take));
+          budget -= take;
+          if (budget == 0) return absl::OkStatus();
+        }
+        while (!item.stream_done && budget > 0) {
+          std::vector<absl::string_view> fresh;
+          absl::StatusOr<bool> more =
+              item.stream->Next(std::min(budget, stream_window_), &fresh);
+          if (!more.ok()) {
+            if (out->size() == out_size_at_entry) {
+              Clear();
+              return more.status();
+            }
+            // Send what came before; fail on the next Gather().
+            item.stream_error = more.status();
+            item.stream_done = true;
+            return absl::OkStatus();
+          }
+          item.stream_done = !*more;
+          size_t pulled = 0;
+          for (absl::string_view segment : fresh) {
+            if (segment.empty()) continue;
+            item.segments.push_back(segment);
+            pulled += segment.size();
+            if (budget > 0) {
+              const size_t take = std::min(segment.size(), budget);
+              out->push_back(segment.substr(0, take));
+              budget -= take;
+            }
+          }
+          // A stream that made no progress gets another chance on the next
+          // Gather() instead of spinning here.
+          if (pulled == 0) break;
+        }
+        if (!item.stream_done || !item.stream_error.ok()) {
+          return absl::OkStatus();
+        }
+        if (item.segments.empty() && i == 0) {
+          PopFront();  // a finished stream with nothing left to send
+          continue;
+        }
+        ++i;
+        break;
+      }
+      case Item::Kind::kCheckpoint: {
+        // Everything before it must have reached the kernel first.
+        if (i != 0) return absl::OkStatus();
+        Checkpoint checkpoint = std::move(item.checkpoint);
+        PopFront();
+        absl::Status status = checkpoint();
+        if (!status.ok()) {
+          out->resize(out_size_at_entry);
+          Clear();
+          return status;
+        }
+        break;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void OutputQueue::Consume(size_t bytes) {
+  while (bytes > 0 && !items_.empty()) {
+    Item& front = items_.front();
+    if (front.kind == Item::Kind::kBytes) {
+      const size_t pending = front.data.size() - front.offset;
+      if (bytes >= pending) {
+        bytes -= pending;
+        PopFront();
+      } else {
+        front.offset += bytes;
+        buffered_bytes_ -= bytes;
+        bytes = 0;
+      }
+    } else if (front.kind == Item::Kind::kStream) {
+      while (bytes > 0 && !front.segments.empty()) {
+        absl::string_view& segment = front.segments.front();
+        if (bytes >= segment.size()) {
+          bytes -= segment.size();
+          front.segments.pop_front();
+        } else {
+          segment.remove_prefix(bytes);
+          bytes = 0;
+        }
+      }
+      if (front.segments.empty() && front.stream_done &&
+          front.stream_error.ok()) {
+        PopFront();
+      } else if (bytes > 0) {
+        break;  // REQUIRES violated: more than Gather() returned.
+      }
+    } else {
+      break;  // A checkpoint: Gather() never returns octets past one.
+    }
+  }
+  assert(bytes == 0 && "Consume() past what Gather() returned");
+  // Finished streams at the front hold nothing more to send.
+  while (!items_.empty() && items_.front().kind == Item::Kind::kStream &&
+         items_.front().stream_done && items_.front().segments.empty() &&
+         items_.front().stream_error.ok()) {
+    PopFront();
+  }
+}
+
+}  // namespace popgate::core

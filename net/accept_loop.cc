@@ -1,0 +1,334 @@
+#include "net/accept_loop.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/logging.h"
+#include "net/daemon.h"
+#include "net/listener.h"
+
+namespace popgate::net {
+namespace {
+
+using core::Severity;
+
+// Ring size: one multishot accept per listener, one signalfd read, one pause
+// timer per listener and a few cancels. 256 leaves room for many listeners.
+constexpr unsigned kRingEntries = 256;
+
+sigset_t MasterSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+}  // namespace
+
+Master::Master(std::vector<UniqueFd> listeners,
+               const limits::FloodOptions& flood, SessionFn session_fn,
+               HangupFn hangup_fn)
+    : listeners_(std::move(listeners)),
+      table_(flood),
+      session_fn_(std::move(session_fn)),
+      hangup_fn_(std::move(hangup_fn)) {
+  pause_ts_.tv_sec = absl::ToInt64Seconds(kAcceptPause);
+  pause_ts_.tv_nsec =
+      absl::ToInt64Nanoseconds(kAcceptPause - absl::Seconds(pause_ts_.tv_sec));
+  children_.reserve(flood.max_sessions);
+}
+
+absl::StatusOr<std::unique_ptr<Master>> Master::Create(
+    std::vector<UniqueFd> listeners, const limits::FloodOptions& flood,
+    SessionFn session_fn, HangupFn hangup_fn) {
+  std::unique_ptr<Master> master(new Master(std::move(listeners), flood,
+                                            std::move(session_fn),
+                                            std::move(hangup_fn)));
+  absl::Status st = master->Init();
+  if (!st.ok()) return st;
+  return master;
+}
+
+absl::Status Master::Init() {
+  // Block the signals first, then open the signalfd: a signal that arrives
+  // in between stays pending and is read from the fd, never lost.
+  const sigset_t set = MasterSignals();
+  if (::sigprocmask(SIG_BLOCK, &set, &old_mask_) != 0) {
+    return absl::ErrnoToStatus(errno, "sigprocmask");
+  }
+  mask_set_ = true;
+  signal_fd_.Reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_) return absl::ErrnoToStatus(errno, "signalfd");
+  const int ret = io_uring_queue_init(kRingEntries, &ring_, 0);
+  if (ret < 0) return absl::ErrnoToStatus(-ret, "io_uring_queue_init");
+  ring_ready_ = true;
+  return absl::OkStatus();
+}
+
+Master::~Master() {
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+  if (mask_set_) ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
+}
+
+io_uring_sqe* Master::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    // The SQ is full: hand it to the kernel and retry once. With at most
+    // 2 * listeners + 2 requests in flight this happens only with hundreds
+    // of listeners.
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+void Master::ArmAccept(uint32_t index) {
+  if (stopping_ || !listeners_[index]) return;
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe == nullptr) {
+    ArmPause(index);
+    return;
+  }
+  // No sockaddr: a multishot accept has one address buffer for all its
+  // completions, so the master asks getpeername() per connection instead.
+  io_uring_prep_multishot_accept(sqe, listeners_[index].get(), nullptr, nullptr,
+                                 SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Encode(Op::kAccept, index));
+}
+
+void Master::ArmPause(uint32_t index) {
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe == nullptr) return;  // unreachable in practice; see GetSqe()
+  io_uring_prep_timeout(sqe, &pause_ts_, 0, 0);
+  io_uring_sqe_set_data64(sqe, Encode(Op::kPause, index));
+}
+
+void Master::ArmSignalRead() {
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe == nullptr) return;
+  io_uring_prep_read(sqe, signal_fd_.get(), siginfo_, sizeof(siginfo_), 0);
+  io_uring_sqe_set_data64(sqe, Encode(Op::kSignal, 0));
+}
+
+absl::Status Master::Run() {
+  for (uint32_t i = 0; i < listeners_.size(); ++i) ArmAccept(i);
+  ArmSignalRead();
+  while (!done_) {
+    const int ret = io_uring_submit_and_wait(&ring_, 1);
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+      return absl::ErrnoToStatus(-ret, "io_uring_submit_and_wait");
+    }
+    io_uring_cqe* cqe;
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      const io_uring_cqe c = *cqe;  // handlers may submit; copy first
+      const uint32_t index = DecodeIndex(c.user_data);
+      switch (DecodeOp(c.user_data)) {
+        case Op::kAccept:
+          HandleAccept(index, c);
+          break;
+        case Op::kSignal:
+          HandleSignals(c.res);
+          break;
+        case Op::kPause:
+          // -ETIME: the pause elapsed. -ECANCELED: shutdown.
+          if (c.res == -ETIME) ArmAccept(index);
+          break;
+        case Op::kCancel:
+          break;
+      }
+      if (done_) break;
+    }
+    io_uring_cq_advance(&ring_, seen);
+  }
+  return absl::OkStatus();
+}
+
+void Master::HandleAccept(uint32_t index, const io_uring_cqe& cqe) {
+  const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+  if (cqe.res >= 0) {
+    HandleConnection(cqe.res);
+    if (!more) ArmAccept(index);  // the kernel ended the multishot: re-arm
+    return;
+  }
+  if (more || stopping_) return;  // the multishot is still armed, or closing
+  const int err = -cqe.res;
+  if (err == ECANCELED) return;
+  // ECONNABORTED and friends are one client's problem, but re-arming at
+  // once on a persistent error would spin: pause all the same. The log
+  // line is rate-limited, or a full fd table would log 10 lines a second.
+  const absl::Time now = MonotonicNow();
+  if (now - last_accept_log_ >= kAcceptLogInterval) {
+    last_accept_log_ = now;
+    const bool resources =
+        err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    core::Logf(resources ? Severity::kCrit : Severity::kNotice,
+               "accept: %s (pausing %s)", strerror(err),
+               absl::FormatDuration(kAcceptPause));
+  }
+  // popa3d `continue`s at once ("prefers eating CPU to dying"); we pause so
+  // an fd shortage can't turn into a busy loop.
+  ArmPause(index);
+}
+
+void Master::HandleConnection(int raw_fd) {
+  UniqueFd fd(raw_fd);
+  absl::StatusOr<SocketAddress> peer = PeerAddress(fd.get());
+  if (!peer.ok()) return;  // reset before we looked: nothing to serve
+  const absl::Time now = MonotonicNow();
+  const limits::AdmitResult admit = table_.Admit(SourceKeyOf(*peer), now);
+  if (!admit.admitted) {
+    // Silent refusal, as popa3d: the client sees EOF. The log line is
+    // rate-limited by the table (one per source / overall per min slot).
+    if (admit.should_log) {
+      core::Log(Severity::kNotice,
+                limits::RefusalMessage(admit.cause, FormatHost(*peer)));
+    }
+    return;
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    core::Logf(Severity::kCrit, "%s: fork: %s", FormatHost(*peer),
+               strerror(err));
+    table_.Release(admit.slot, now);
+    return;
+  }
+  if (pid == 0) {
+    const int session_fd = fd.Release();
+    BecomeChild();
+    core::Logf(Severity::kInfo, "Session from %s", FormatHost(*peer));
+    // The accepted socket is blocking; RunSession switches it.
+    const int rc = session_fn_(session_fd, *peer);
+    // _exit: no destructors of the parent's objects run in the child.
+    ::_exit(rc);
+  }
+  // Also from this side, so the group exists before any kill(-pid) no
+  // matter which process runs first (the usual setpgid race).
+  ::setpgid(pid, pid);
+  children_[pid] = admit.slot;
+}
+
+void Master::BecomeChild() {
+  // The ring's memory is shared with the parent (MAP_SHARED): the child
+  // must never submit or reap on it. Unmapping our copy and closing our fd
+  // leaves the parent's ring untouched.
+  if (ring_ready_) {
+    io_uring_queue_exit(&ring_);
+    ring_ready_ = false;
+  }
+  for (UniqueFd& l : listeners_) l.Reset();
+  signal_fd_.Reset();
+  // Each session is its own process group, so the master can end it with
+  // everything it forked (the jailed pre-auth child, auth helpers) with one
+  // kill(-pid), and a terminal's ^C reaches only the master (which then
+  // drains, rather than every session dying at once).
+  ::setpgid(0, 0);
+  // Sessions get default signal handling back: SIGTERM ends them, and
+  // SIGCHLD is theirs to use (auth helpers). SIGPIPE stays ignored.
+  ::signal(SIGCHLD, SIG_DFL);
+  if (mask_set_) {
+    ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
+    mask_set_ = false;
+  }
+}
+
+void Master::HandleSignals(int res) {
+  if (res > 0) {
+    const size_t n = static_cast<size_t>(res) / sizeof(signalfd_siginfo);
+    bool child = false;
+    for (size_t i = 0; i < n && !done_; ++i) {
+      switch (siginfo_[i].ssi_signo) {
+        case SIGCHLD:
+          child = true;
+          break;
+        case SIGTERM:
+        case SIGINT:
+          if (++term_signals_ == 1) {
+            BeginShutdown();
+          } else {
+            KillChildren();
+          }
+          break;
+        case SIGHUP:
+          // Flags are read once at start; only what hangup_fn_ covers
+          // (the passwd-file) is reloaded.
+          if (hangup_fn_) {
+            hangup_fn_();
+          } else {
+            core::Log(Severity::kInfo, "SIGHUP: nothing to reload");
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (child) Reap();
+  }
+  if (stopping_ && children_.empty()) done_ = true;
+  if (!done_) ArmSignalRead();
+}
+
+void Master::Reap() {
+  // signalfd coalesces SIGCHLDs, so reap everything that exited. Bounded:
+  // each waitpid() returns a distinct child, and there are at most
+  // children_.size() of ours (+ slack for strays).
+  const size_t bound = children_.size() + 16;
+  const absl::Time now = MonotonicNow();
+  for (size_t i = 0; i < bound; ++i) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;  // 0: none ready; -1/ECHILD: none left
+    auto it = children_.find(pid);
+    if (it == children_.end()) continue;
+    table_.Release(it->second, now);
+    children_.erase(it);
+    if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
+        WTERMSIG(status) != SIGKILL) {
+      core::Logf(Severity::kCrit, "Session process %d killed by signal %d", pid,
+                 WTERMSIG(status));
+    }
+  }
+}
+
+void Master::BeginShutdown() {
+  stopping_ = true;
+  core::Logf(Severity::kInfo, "Shutting down: %d session%s still running",
+             children_.size(), children_.size() == 1 ? "" : "s");
+  // Cancel the multishot accepts and any pause timers, then close the
+  // listeners: new connections get RST from the kernel instead of waiting
+  // in a backlog no one drains.
+  for (uint32_t i = 0; i < listeners_.size(); ++i) {
+    for (Op op : {Op::kAccept, Op::kPause}) {
+      io_uring_sqe* sqe = GetSqe();
+      if (sqe == nullptr) continue;
+      io_uring_prep_cancel64(sqe, Encode(op, i), 0);
+      io_uring_sqe_set_data64(sqe, Encode(Op::kCancel, i));
+    }
+  }
+  io_uring_submit(&ring_);
+  for (UniqueFd& l : listeners_) l.Reset();
+}
+
+void Master::KillChildren() {
+  core::Logf(Severity::kInfo, "Terminating %d session%s", children_.size(),
+             children_.size() == 1 ? "" : "s");
+  for (const auto& [pid, slot] : children_) {
+    // The whole session group: a session blocked on its pre-auth child must
+    // not leave that child holding the connection open.
+    if (::kill(-pid, SIGTERM) != 0) ::kill(pid, SIGTERM);
+  }
+  done_ = true;
+}
+
+}  // namespace popgate::net

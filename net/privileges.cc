@@ -1,0 +1,198 @@
+#include "net/privileges.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "net/unique_fd.h"
+
+namespace popgate::net {
+namespace {
+
+// Opens a directory without following a final symlink.
+absl::StatusOr<UniqueFd> OpenDirNoFollow(int dir_fd, const std::string& name,
+                                         const std::string& display) {
+  UniqueFd fd(::openat(dir_fd, name.c_str(),
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ELOOP || errno == ENOTDIR) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(display, ": not a directory (or a symlink)"));
+    }
+    return absl::ErrnoToStatus(errno, absl::StrCat("open ", display));
+  }
+  return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
+                                            uid_t uid, gid_t gid) {
+  const std::string base(state_dir);
+  if (base.empty() || base.front() != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state dir must be absolute: ", base));
+  }
+  if (::mkdir(base.c_str(), 0711) != 0 && errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", base));
+  }
+  auto base_fd = OpenDirNoFollow(AT_FDCWD, base, base);
+  if (!base_fd.ok()) return base_fd.status();
+  // The session reaches <state_dir>/<uid> after dropping to the user, so
+  // others need search (x) permission on the base; mkdir's mode was cut by
+  // our umask 077. Only a directory we own is adjusted.
+  struct stat base_st {};
+  if (::fstat(base_fd->get(), &base_st) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("fstat ", base));
+  }
+  if (base_st.st_uid == ::geteuid() && (base_st.st_mode & 0711) != 0711 &&
+      ::fchmod(base_fd->get(), (base_st.st_mode & 07777) | 0711) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("chmod ", base));
+  }
+
+  const std::string name = absl::StrCat(uid);
+  const std::string path = absl::StrCat(base, "/", name);
+  // mkdirat + openat(O_NOFOLLOW) + fstat on the fd: no window in which a
+  // path swap could redirect the chown (a TOCTOU on names, not fds).
+  bool created = true;
+  if (::mkdirat(base_fd->get(), name.c_str(), 0700) != 0) {
+    if (errno != EEXIST) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", path));
+    }
+    created = false;
+  }
+  auto dir = OpenDirNoFollow(base_fd->get(), name, path);
+  if (!dir.ok()) return dir.status();
+  struct stat st {};
+  if (::fstat(dir->get(), &st) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("fstat ", path));
+  }
+  if (st.st_uid != uid) {
+    // Only a directory we just made (owned by us, root) may be handed over.
+    if (!created || st.st_uid != ::geteuid()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": owned by uid ", st.st_uid, ", expected ", uid));
+    }
+    if (::fchown(dir->get(), uid, gid) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("chown ", path));
+    }
+  }
+  if ((st.st_mode & 077) != 0 && ::fchmod(dir->get(), 0700) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("chmod ", path));
+  }
+  return path;
+}
+
+namespace {
+
+struct PreauthJail {
+  UniqueFd dir;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Everything EnterPreauthJail() needs, checked without entering it.
+absl::StatusOr<PreauthJail> OpenPreauthJail(absl::string_view state_dir) {
+  // Look the account up before the chroot: /etc/passwd is gone after it.
+  // The name is fixed (popa3d: POP_USER "popa3d"); TODO(net): a flag.
+  const passwd* pw = ::getpwnam("popgate");
+  if (pw == nullptr) pw = ::getpwnam("nobody");
+  if (pw == nullptr) {
+    return absl::NotFoundError("no pre-auth account (popgate or nobody)");
+  }
+  PreauthJail jail;
+  jail.uid = pw->pw_uid;
+  jail.gid = pw->pw_gid;
+  if (jail.uid == 0) {
+    return absl::FailedPreconditionError("pre-auth account is root");
+  }
+  const std::string base(state_dir);
+  if (base.empty() || base.front() != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state dir must be absolute: ", base));
+  }
+  if (::mkdir(base.c_str(), 0711) != 0 && errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", base));
+  }
+  const std::string path = base + "/empty";
+  if (::mkdir(path.c_str(), 0711) != 0 && errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", path));
+  }
+  auto fd = OpenDirNoFollow(AT_FDCWD, path, path);
+  if (!fd.ok()) return fd.status();
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("fstat ", path));
+  }
+  if (st.st_uid != 0 || (st.st_mode & 022) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": must be owned by root and not writable by others"));
+  }
+  // Empty, as popa3d requires of POP_CHROOT: nothing in the jail to use.
+  DIR* dir = ::fdopendir(::dup(fd->get()));
+  if (dir == nullptr) return absl::ErrnoToStatus(errno, "fdopendir");
+  int entries = 0;
+  while (::readdir(dir) != nullptr) {
+    if (++entries > 2) break;  // bounded: "." and ".." only
+  }
+  ::closedir(dir);
+  if (entries > 2) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": not empty"));
+  }
+  jail.dir = std::move(*fd);
+  return jail;
+}
+
+}  // namespace
+
+absl::Status CheckPreauthJail(absl::string_view state_dir) {
+  return OpenPreauthJail(state_dir).status();
+}
+
+absl::Status EnterPreauthJail(absl::string_view state_dir) {
+  absl::StatusOr<PreauthJail> jail = OpenPreauthJail(state_dir);
+  if (!jail.ok()) return jail.status();
+  ::tzset();  // before the chroot hides /etc/localtime
+  if (::fchdir(jail->dir.get()) != 0)
+    return absl::ErrnoToStatus(errno, "fchdir");
+  if (::chroot(".") != 0) return absl::ErrnoToStatus(errno, "chroot");
+  if (::chdir("/") != 0) return absl::ErrnoToStatus(errno, "chdir");
+  jail->dir.Reset();  // no directory fd may survive into the jail
+  return DropPrivileges(jail->uid, jail->gid);
+}
+
+absl::Status DropPrivileges(uid_t uid, gid_t gid) {
+  if (uid == 0) {
+    return absl::PermissionDeniedError("refusing to serve uid 0");
+  }
+  if (::geteuid() != 0) {
+    // Developer mode: we can only ever be ourselves.
+    if (::getuid() == uid && ::geteuid() == uid) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        absl::StrCat("not root: cannot become uid ", uid, " (running as ",
+                     ::geteuid(), ")"));
+  }
+  // Order matters: groups and gid first, while we still have the right to
+  // change them; after setuid() we could not.
+  if (::setgroups(1, &gid) != 0) return absl::ErrnoToStatus(errno, "setgroups");
+  if (::setgid(gid) != 0) return absl::ErrnoToStatus(errno, "setgid");
+  if (::setuid(uid) != 0) return absl::ErrnoToStatus(errno, "setuid");
+  // Belt and braces: setuid() as root sets real, effective and saved ids;
+  // check that it did and that the way back is closed.
+  if (::getuid() != uid || ::geteuid() != uid || ::getgid() != gid ||
+      ::getegid() != gid) {
+    return absl::InternalError("privilege drop left unexpected ids");
+  }
+  if (::setuid(0) == 0) {
+    return absl::InternalError("setuid(0) succeeded after the drop");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace popgate::net
