@@ -3,7 +3,7 @@
 # installs with apt-get only what is missing, creates only what the tests
 # cannot create themselves. Run as root (tools/test.sh does).
 #
-#  - build deps (same list as tools/install-build-deps.sh);
+#  - build deps (tools/install-build-deps.sh);
 #  - test clients: python3 curl fetchmail mpop iproute2 util-linux (unshare);
 #  - Debian's popa3d for tests/e2e/test_popa3d_diff.py. popa3d Conflicts with
 #    other pop3-server packages: if dovecot-pop3d is installed it is not
@@ -33,12 +33,9 @@ apt_update_once() {
   fi
 }
 
-packages=(
-  g++ cmake ninja-build pkg-config
-  liburing-dev libjemalloc-dev libabsl-dev libssl-dev libcrypt-dev libpam0g-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  python3 curl fetchmail mpop iproute2 util-linux
-)
+"$(dirname "$0")/install-build-deps.sh"
+
+packages=(python3 curl fetchmail mpop iproute2 util-linux adduser passwd)
 missing=()
 for p in "${packages[@]}"; do
   installed "$p" || missing+=("$p")
