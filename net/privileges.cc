@@ -30,11 +30,10 @@ absl::StatusOr<UniqueFd> OpenDirNoFollow(int dir_fd, const std::string& name,
   return fd;
 }
 
-}  // namespace
-
-absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
-                                            uid_t uid, gid_t gid) {
-  const std::string base(state_dir);
+// Creates --state_dir if missing (0711: sessions must traverse it) and
+// returns it. InvalidArgument for a relative path.
+absl::StatusOr<std::string> EnsureStateBase(absl::string_view state_dir) {
+  std::string base(state_dir);
   if (base.empty() || base.front() != '/') {
     return absl::InvalidArgumentError(
         absl::StrCat("state dir must be absolute: ", base));
@@ -42,6 +41,16 @@ absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
   if (::mkdir(base.c_str(), 0711) != 0 && errno != EEXIST) {
     return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", base));
   }
+  return base;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
+                                            uid_t uid, gid_t gid) {
+  absl::StatusOr<std::string> ensured = EnsureStateBase(state_dir);
+  if (!ensured.ok()) return ensured.status();
+  const std::string& base = *ensured;
   auto base_fd = OpenDirNoFollow(AT_FDCWD, base, base);
   if (!base_fd.ok()) return base_fd.status();
   // The session reaches <state_dir>/<uid> after dropping to the user, so
@@ -112,14 +121,9 @@ absl::StatusOr<PreauthJail> OpenPreauthJail(absl::string_view state_dir) {
   if (jail.uid == 0) {
     return absl::FailedPreconditionError("pre-auth account is root");
   }
-  const std::string base(state_dir);
-  if (base.empty() || base.front() != '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("state dir must be absolute: ", base));
-  }
-  if (::mkdir(base.c_str(), 0711) != 0 && errno != EEXIST) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", base));
-  }
+  absl::StatusOr<std::string> ensured = EnsureStateBase(state_dir);
+  if (!ensured.ok()) return ensured.status();
+  const std::string& base = *ensured;
   const std::string path = base + "/empty";
   if (::mkdir(path.c_str(), 0711) != 0 && errno != EEXIST) {
     return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", path));

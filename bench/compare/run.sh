@@ -147,7 +147,8 @@ inner_main() {
     echo "$u:$hash:20000:0:99999:7:::" >> "$etc/shadow"
     echo "$u:{SHA512-CRYPT}$hash:$uid:61000::$RUN/home/$u:" >> "$etc/users.passwd"
   done
-  chmod 640 "$etc/users.passwd"   # root-only: popgate warns about a world-readable one
+  # Not world-readable (popgate warns about that); Dovecot's auth runs as group dovecot.
+  chown root:60998 "$etc/users.passwd"; chmod 640 "$etc/users.passwd"
   # An overlay on the /etc directory, not bind mounts on the files: other people's
   # useradd/userdel on this host rename new files over /etc/passwd, which would
   # silently detach a file bind mount (observed: popa3d then lost our users).
