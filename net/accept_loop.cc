@@ -126,6 +126,10 @@ absl::Status Master::Run() {
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       return absl::ErrnoToStatus(-ret, "io_uring_submit_and_wait");
     }
+    // Reap before admitting: under a flood the accept completions queue
+    // ahead of the signalfd read, and every exited session not yet reaped
+    // holds a table slot (and a zombie). One WNOHANG waitpid per batch.
+    if (!children_.empty()) Reap();
     io_uring_cqe* cqe;
     unsigned head;
     unsigned seen = 0;

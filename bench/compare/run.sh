@@ -27,15 +27,16 @@
 #             from 127.0.2.1-8 (two popgate-flood processes at once); the row shows
 #             the legitimate clients' figures
 # Each run samples the server's whole process tree (bench/compare/proctree.cc):
-# CPU seconds = delta of utime+stime+cutime+cstime over the tree, peak RSS sum
-# and peak PSS sum. Then the loopback copy ceiling (bench/compare/copyceiling.cc).
+# CPU seconds = delta of utime+stime+cutime+cstime over the tree, peak RSS and
+# peak PSS (and anonymous PSS) sums. Then the loopback copy ceiling (bench/compare/copyceiling.cc).
 #
 # Test users exist only inside the private mount namespace: copies of
 # /etc/passwd, /etc/shadow and /etc/group with the users added are overlaid on
 # /etc there, so nothing on the host changes except
 # /var/cache/popgate-bench (the unpacked Dovecot, compiled helpers, last raw JSON).
 # Everything is bounded by timeouts; a trap kills every process left in the
-# namespace (by pid, from `ip netns pids`) and deletes it.
+# namespace (by pid, from `ip netns pids`) and deletes it. PGB_STRACE_POPA3D=1
+# runs popa3d under strace -f (debugging only).
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -56,7 +57,7 @@ NUSERS=64
 INNER=0
 ORIG_ARGS=("$@")
 
-usage() { sed -n '2,40p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,39p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
   case "$arg" in
@@ -148,7 +149,8 @@ inner_main() {
     echo "$u:{SHA512-CRYPT}$hash:$uid:61000::$RUN/home/$u:" >> "$etc/users.passwd"
   done
   # Not world-readable (popgate warns about that); Dovecot's auth runs as group dovecot.
-  chown root:60998 "$etc/users.passwd"; chmod 640 "$etc/users.passwd"
+  chown "root:$(awk -F: '$1 == "dovecot" { print $3 }' "$etc/group")" "$etc/users.passwd"
+  chmod 640 "$etc/users.passwd"
   # An overlay on the /etc directory, not bind mounts on the files: other people's
   # useradd/userdel on this host rename new files over /etc/passwd, which would
   # silently detach a file bind mount (observed: popa3d then lost our users).
@@ -503,7 +505,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # Report.
 # ----------------------------------------------------------------------------
 COMMIT=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || true)
-[[ "$COMMIT" =~ ^[0-9a-f]{40}$ ]] || COMMIT="uncommitted"
+if [[ ! "$COMMIT" =~ ^[0-9a-f]{40}$ ]]; then
+  COMMIT="uncommitted"
+elif [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | head -1)" ]]; then
+  COMMIT="$COMMIT (working tree had uncommitted changes; the binaries may predate it)"
+fi
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 BUILD_TYPE=$(grep -h '^CMAKE_BUILD_TYPE' "$(dirname "$(dirname "$POPGATE_SRC")")/CMakeCache.txt" 2>/dev/null | cut -d= -f2)
 [[ -n "$BUILD_TYPE" ]] || BUILD_TYPE="(empty: CMakeLists default RelWithDebInfo)"
@@ -511,6 +517,9 @@ DOVECOT_VERSION=$(ls "$CACHE"/debs/dovecot-pop3d_*.deb 2>/dev/null | head -1 | s
 POPA3D_VERSION=$(dpkg-query -W -f='${Version}' popa3d 2>/dev/null || echo "?")
 CMDLINE="bench/compare/run.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
 
+# Paths relative to the repository, so RESULTS.md names no host layout.
+POPGATE_SRC=$(realpath --relative-to="$REPO" "$POPGATE_SRC" 2>/dev/null || basename "$POPGATE_SRC")
+FLOOD_SRC=$(realpath --relative-to="$REPO" "$FLOOD_SRC" 2>/dev/null || basename "$FLOOD_SRC")
 export POPGATE_SRC FLOOD_SRC POPGATE_SHA FLOOD_SHA POPGATE_MTIME CRYPT_MS
 export OUT COMMIT CPU_MODEL BUILD_TYPE DOVECOT_VERSION POPA3D_VERSION CMDLINE START_TS \
   LOAD_BEFORE LOAD_AFTER DUR_S BIG_MESSAGES BIG_KB CEILING_MB POPGATE FLOOD NUSERS FLOOD_THREADS

@@ -1,0 +1,172 @@
+#!/bin/bash
+# bench/retr_throughput.sh: one client downloading a big mbox from popgate -D,
+# compared with the loopback copy ceiling measured in the same run.
+#
+#   sudo bench/retr_throughput.sh [--build=build-perf] [--format=lf|crlf]
+#        [--messages=2000] [--kb=100] [--runs=3] [--duration=10s] [--no-flood]
+#
+# Set-up (as tests/e2e/popgate_harness.py does it), all in a temp dir that is
+# removed on exit: a throwaway system user (useradd --system, removed with
+# userdel), a Debian-style spool (root:mail 2775, mbox user:mail 0660, mtime an
+# hour ago), a passwd-file with a {SHA512-CRYPT} hash, --state_dir.
+# The mbox holds --messages x --kb KB messages of ~76-octet lines, stored with
+# LF (--format=lf, what MDAs write) or CR LF (--format=crlf: wire-clean
+# messages, no line starting with '.').
+#
+# Each run, interleaved so both share the machine's noise:
+#   ceiling  bench/compare/copyceiling (g++ -O2, built here): a plain sender
+#            write()s a 200 MB POP3-framed stream over loopback TCP to a reader
+#            that scans it for the terminator; --chunk=262144.
+#   popgate  bench/retr_client.cc (g++ -O2, built here; the same reader as the
+#            ceiling's) downloads the whole mailbox repeatedly for --duration
+#            (seconds); then popgate-flood --scenario=retr-throughput:1 for
+#            --duration (skipped with --no-flood). popgate-flood parses replies
+#            a byte at a time and is the bottleneck on this path, so the
+#            %-of-ceiling figure uses retr_client.
+# Also sampled: the popgate process tree's peak anonymous memory (RssAnon)
+# during the download (the window bound, not the message size, should show).
+# Prints one line per run and the medians; MB = 10^6 octets.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=build-perf
+FORMAT=lf
+MESSAGES=2000
+KB=100
+RUNS=3
+DURATION=10s
+WITH_FLOOD=1
+for arg in "$@"; do
+  case $arg in
+    --build=*) BUILD=${arg#*=} ;;
+    --format=*) FORMAT=${arg#*=} ;;
+    --messages=*) MESSAGES=${arg#*=} ;;
+    --kb=*) KB=${arg#*=} ;;
+    --runs=*) RUNS=${arg#*=} ;;
+    --duration=*) DURATION=${arg#*=} ;;
+    --no-flood) WITH_FLOOD=0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+[[ $FORMAT == lf || $FORMAT == crlf ]] || { echo "--format=lf|crlf" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "needs root (useradd, setuid sessions)" >&2; exit 2; }
+[[ $BUILD == /* ]] || BUILD=$REPO/$BUILD
+POPGATE=${POPGATE:-$BUILD/net/popgate}
+FLOOD=${FLOOD:-$BUILD/tools/popgate-flood}
+[[ -x $FLOOD ]] || FLOOD=$(find "$BUILD/tools" -name popgate-flood -type f | head -1)
+[[ -x $POPGATE && -x $FLOOD ]] || {
+  echo "build popgate and popgate-flood in $BUILD first" >&2; exit 2; }
+
+ROOT=$(mktemp -d /tmp/popgate-retr-XXXXXX)
+chmod 755 "$ROOT"
+USER_NAME=pgr$(openssl rand -hex 4)
+PASSWORD=$(openssl rand -hex 8)
+DAEMON_PID=
+cleanup() {
+  [[ -n $DAEMON_PID ]] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+  userdel "$USER_NAME" 2>/dev/null || true
+  rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+for _ in $(seq 40); do  # the passwd lock may be held by parallel suites
+  useradd --system --no-create-home --user-group --home-dir /nonexistent \
+    --shell /usr/sbin/nologin "$USER_NAME" 2>/dev/null && break
+  sleep 0.25
+done
+USER_UID=$(id -u "$USER_NAME"); USER_GID=$(id -g "$USER_NAME")
+
+mkdir "$ROOT/spool" "$ROOT/state"
+chown root:mail "$ROOT/spool"; chmod 2775 "$ROOT/spool"; chmod 755 "$ROOT/state"
+MBOX=$ROOT/spool/$USER_NAME
+python3 - "$MBOX" "$MESSAGES" "$KB" "$FORMAT" "$USER_NAME" <<'PY'
+import sys
+path, n_msgs, kb, fmt, user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+eol = "\r\n" if fmt == "crlf" else "\n"
+words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
+with open(path, "w", newline="") as f:
+    for n in range(1, n_msgs + 1):
+        # The From_ line and the separating blank line are LF (mbox framing);
+        # header and body lines use `eol`.
+        f.write(f"From sender{n % 7}@example.org Thu Nov 26 10:{n // 60 % 60:02d}:{n % 60:02d} 2026\n")
+        head = [f"Received: from mx{n % 3}.example.org by pop.example.net; Thu, 26 Nov 2026 10:00:00 +0000",
+                f"Date: Thu, 26 Nov 2026 10:{n // 60 % 60:02d}:{n % 60:02d} +0000",
+                f"From: Sender {n % 7} <sender{n % 7}@example.org>",
+                f"To: {user}@example.net",
+                f"Message-ID: <{n}.{user}@example.org>",
+                f"Subject: popgate bench message {n}", ""]
+        lines, total, k = [], 0, 0
+        while total < kb * 1024:
+            w = " ".join(words[(k + j) % len(words)] for j in range(12))
+            line = (f"{k:05d} {n:04d} " + w + " " + w)[:76]
+            if fmt == "lf" and k % 64 == 63:
+                line = "." + line[1:]   # some dot-stuffing in LF mail
+            lines.append(line)
+            total += len(line) + len(eol)
+            k += 1
+        f.write(eol.join(head + lines) + eol + "\n")
+PY
+chown "$USER_NAME:mail" "$MBOX"; chmod 660 "$MBOX"; touch -d '1 hour ago' "$MBOX"
+HASH=$(openssl passwd -6 "$PASSWORD")
+printf '%s:{SHA512-CRYPT}%s:%s:%s::/nonexistent:\n' "$USER_NAME" "$HASH" "$USER_UID" "$USER_GID" >"$ROOT/passwd"
+chmod 600 "$ROOT/passwd"
+g++ -O2 -std=c++20 -pthread -o "$ROOT/copyceiling" "$REPO/bench/compare/copyceiling.cc"
+g++ -O2 -std=c++20 -o "$ROOT/retr_client" "$REPO/bench/retr_client.cc"
+
+setsid "$POPGATE" -D --foreground --log=stderr --listen=127.0.0.1:0 \
+  --auth=passwd-file:"$ROOT/passwd" --mail=mbox:"$ROOT/spool/%u" \
+  --state_dir="$ROOT/state" --min_session_slot=0 2>"$ROOT/popgate.stderr" &
+DAEMON_PID=$!
+PORT=
+for _ in $(seq 100); do
+  PORT=$(sed -n 's/.*listening on \[\{0,1\}127[.0-9]*\]\{0,1\}:\([0-9]*\).*/\1/p' "$ROOT/popgate.stderr" | head -1)
+  [[ -n $PORT ]] && break
+  sleep 0.1
+done
+[[ -n $PORT ]] || { cat "$ROOT/popgate.stderr" >&2; exit 1; }
+cat "$MBOX" >/dev/null  # page cache warm: measure the send path, not the disk
+
+# Peak RssAnon (kB) summed over the daemon's session (setsid: sid = pid).
+sample_anon() {
+  local peak=0 sum p v
+  while [[ -e $ROOT/sampling ]]; do
+    sum=0
+    for p in $(pgrep -s "$DAEMON_PID"); do
+      v=$(awk '/^RssAnon:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+      sum=$((sum + ${v:-0}))
+    done
+    ((sum > peak)) && peak=$sum
+    sleep 0.1
+  done
+  echo "$peak" >"$ROOT/anon_peak"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "mbox: $(stat -c %s "$MBOX") bytes, $MESSAGES x $KB KB, format $FORMAT; popgate $POPGATE"
+: >"$ROOT/ceil"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"
+for run in $(seq "$RUNS"); do
+  ceil=$("$ROOT/copyceiling" --mb=200 --runs=1 --chunk=262144 |
+         sed -n 's/.*"median_mb_per_sec": *\([0-9.]*\).*/\1/p')
+  touch "$ROOT/sampling"; sample_anon & sp=$!
+  pg=$("$ROOT/retr_client" --port="$PORT" --user="$USER_NAME" --pass="$PASSWORD" \
+       --seconds="${DURATION%s}" --chunk=262144 | sed -n 's/.*"mb_per_sec":\([0-9.]*\).*/\1/p')
+  rm -f "$ROOT/sampling"; wait "$sp"
+  anon=$(cat "$ROOT/anon_peak")
+  fl=-
+  if [[ $WITH_FLOOD == 1 ]]; then
+    out=$("$FLOOD" --target=127.0.0.1:"$PORT" --scenario=retr-throughput:1 \
+          --user="$USER_NAME" --pass="$PASSWORD" --duration="$DURATION" --threads=1 \
+          --progress=off 2>&1)
+    fl=$(grep -o '([0-9.]* MB/s)' <<<"$out" | tr -d '(' | awk '{print $1}' | tail -1)
+    [[ -n $fl ]] || { echo "$out" >&2; exit 1; }
+    echo "$fl" >>"$ROOT/fl"
+  fi
+  [[ -n $pg ]] || { echo "retr_client failed" >&2; exit 1; }
+  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client], $fl MB/s [popgate-flood], peak anon $((anon / 1024)) MiB"
+  echo "$ceil" >>"$ROOT/ceil"; echo "$pg" >>"$ROOT/pg"; echo "$anon" >>"$ROOT/anon"
+done
+C=$(median <"$ROOT/ceil"); P=$(median <"$ROOT/pg")
+F=-; [[ -s $ROOT/fl ]] && F=$(median <"$ROOT/fl")
+echo "median: ceiling $C MB/s, popgate $P MB/s = $(awk -v a="$P" -v b="$C" 'BEGIN {printf "%.0f", 100 * a / b}')% of the ceiling (retr_client); popgate-flood $F MB/s; peak anon max $(( $(sort -n "$ROOT/anon" | tail -1) / 1024 )) MiB"
