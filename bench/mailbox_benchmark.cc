@@ -10,6 +10,12 @@
 //   BM_Mailbox_WireEncode/<kind>  EncodingStream over a 1 MiB message with
 //                                 64 KiB per Next(): 0 = LF lines, 1 = CR LF
 //                                 lines with dots, 2 = wire-clean; bytes/s.
+//   BM_Mailbox_Relogin/<MiB>/<how> the index at login over a mapped mbox with
+//                                 one message appended since the last
+//                                 login: 0 = full scan (no cache), 1 = the
+//                                 index cache (cached prefix + tail scan),
+//                                 2 = unchanged mailbox, cache hit; bytes/s
+//                                 over the whole mailbox.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -22,6 +28,7 @@
 #include "benchmark/benchmark.h"
 #include "mailbox/mapping.h"
 #include "mailbox/mbox_index.h"
+#include "mailbox/mbox_index_cache.h"
 #include "mailbox/uidl.h"
 #include "mailbox/wire_stream.h"
 
@@ -66,8 +73,8 @@ std::string GenerateMbox(size_t bytes) {
 
 // A temp file holding `bytes` of mbox, mapped; unlinked at once.
 struct MappedMbox {
-  explicit MappedMbox(size_t bytes) {
-    const std::string data = GenerateMbox(bytes);
+  explicit MappedMbox(size_t bytes, absl::string_view extra = "") {
+    const std::string data = GenerateMbox(bytes) + std::string(extra);
     const char* dir = std::getenv("TMPDIR");
     std::string path =
         absl::StrCat(dir != nullptr ? dir : "/tmp", "/mbox-bench-XXXXXX");
@@ -158,6 +165,63 @@ void BM_Mailbox_WireEncode(benchmark::State& state) {
                           static_cast<int64_t>(wire));
 }
 BENCHMARK(BM_Mailbox_WireEncode)->Arg(0)->Arg(1)->Arg(2);
+
+void BM_Mailbox_Relogin(benchmark::State& state) {
+  const std::string extra = absl::StrCat(
+      "From new@example.org Mon Jan  1 00:00:00 2024\n", Headers(999999),
+      "\nthe new message\n\n");
+  MappedMbox mbox(static_cast<size_t>(state.range(0)) << 20, extra);
+  const int how = static_cast<int>(state.range(1));
+  const absl::string_view all = mbox.mapping.view();
+  const absl::string_view before = all.substr(0, all.size() - extra.size());
+  char dir_template[] = "/dev/shm/popgate-relogin-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  MboxFileKey key{1, 2, before.size(), 100, 0};
+  auto old_index = IndexMappedMbox(before, 1 << 24);
+  if (!old_index.ok() ||
+      !WriteIndexCache(IndexCachePath(dir, 1, 2), key, before, *old_index)
+           .ok()) {
+    state.SkipWithError("set-up failed");
+    return;
+  }
+  const std::string old_cache = IndexCachePath(dir, 1, 2) + ".old";
+  ::rename(IndexCachePath(dir, 1, 2).c_str(), old_cache.c_str());
+  const absl::string_view data = how == 2 ? before : all;
+  if (how != 2) key = MboxFileKey{1, 2, all.size(), 200, 0};
+  IndexCacheOutcome outcome = IndexCacheOutcome::kDisabled;
+  for (auto _ : state) {
+    state.PauseTiming();
+    // The cache as the previous login left it (a link: no copy timed).
+    ::unlink(IndexCachePath(dir, 1, 2).c_str());
+    ::link(old_cache.c_str(), IndexCachePath(dir, 1, 2).c_str());
+    state.ResumeTiming();
+    auto index = IndexWithCache(data, key, how == 0 ? std::string() : dir,
+                                1 << 24, &outcome);
+    if (!index.ok()) {
+      state.SkipWithError("index failed");
+      break;
+    }
+    benchmark::DoNotOptimize(index->data());
+  }
+  const IndexCacheOutcome want = how == 0   ? IndexCacheOutcome::kDisabled
+                                 : how == 1 ? IndexCacheOutcome::kAppended
+                                            : IndexCacheOutcome::kHit;
+  if (outcome != want) state.SkipWithError("unexpected cache outcome");
+  ::unlink(IndexCachePath(dir, 1, 2).c_str());
+  ::unlink(old_cache.c_str());
+  ::rmdir(dir.c_str());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(data.size()));
+  state.counters["messages"] = static_cast<double>(old_index->size() + 1);
+}
+BENCHMARK(BM_Mailbox_Relogin)
+    ->Args({256, 0})
+    ->Args({256, 1})
+    ->Args({256, 2})
+    ->Args({1024, 0})
+    ->Args({1024, 1})
+    ->Args({1024, 2})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace popgate::mailbox

@@ -4,6 +4,7 @@
 #
 #   sudo bench/retr_throughput.sh [--build=build-perf] [--format=lf|crlf]
 #        [--messages=2000] [--kb=100] [--runs=3] [--duration=10s] [--no-flood]
+#   env POPGATE=/path/to/popgate FLOOD=/path/to/popgate-flood override the build.
 #
 # Set-up (as tests/e2e/popgate_harness.py does it), all in a temp dir that is
 # removed on exit: a throwaway system user (useradd --system, removed with
@@ -142,17 +143,27 @@ sample_anon() {
   echo "$peak" >"$ROOT/anon_peak"
 }
 
+# User+system ticks of the daemon's reaped children (the sessions).
+children_cpu_ticks() { awk '{print $16 + $17}' "/proc/$DAEMON_PID/stat"; }
+
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "mbox: $(stat -c %s "$MBOX") bytes, $MESSAGES x $KB KB, format $FORMAT; popgate $POPGATE"
-: >"$ROOT/ceil"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"
+: >"$ROOT/ceil"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"; : >"$ROOT/cpu"
 for run in $(seq "$RUNS"); do
   ceil=$("$ROOT/copyceiling" --mb=200 --runs=1 --chunk=262144 |
          sed -n 's/.*"median_mb_per_sec": *\([0-9.]*\).*/\1/p')
   touch "$ROOT/sampling"; sample_anon & sp=$!
-  pg=$("$ROOT/retr_client" --port="$PORT" --user="$USER_NAME" --pass="$PASSWORD" \
-       --seconds="${DURATION%s}" --chunk=262144 | sed -n 's/.*"mb_per_sec":\([0-9.]*\).*/\1/p')
+  cpu0=$(children_cpu_ticks)
+  rc=$("$ROOT/retr_client" --port="$PORT" --user="$USER_NAME" --pass="$PASSWORD" \
+       --seconds="${DURATION%s}" --chunk=262144)
+  sleep 0.3  # let the master reap the last session
+  cpu1=$(children_cpu_ticks)
   rm -f "$ROOT/sampling"; wait "$sp"
+  pg=$(sed -n 's/.*"mb_per_sec":\([0-9.]*\).*/\1/p' <<<"$rc")
+  octets=$(sed -n 's/.*"payload_octets":\([0-9]*\).*/\1/p' <<<"$rc")
+  cpugb=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v o="$octets" 'BEGIN {printf "%.2f", t / hz / (o / 1e9)}')
+  echo "$cpugb" >>"$ROOT/cpu"
   anon=$(cat "$ROOT/anon_peak")
   fl=-
   if [[ $WITH_FLOOD == 1 ]]; then
@@ -164,9 +175,9 @@ for run in $(seq "$RUNS"); do
     echo "$fl" >>"$ROOT/fl"
   fi
   [[ -n $pg ]] || { echo "retr_client failed" >&2; exit 1; }
-  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client], $fl MB/s [popgate-flood], peak anon $((anon / 1024)) MiB"
+  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client], $fl MB/s [popgate-flood], session CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
   echo "$ceil" >>"$ROOT/ceil"; echo "$pg" >>"$ROOT/pg"; echo "$anon" >>"$ROOT/anon"
 done
 C=$(median <"$ROOT/ceil"); P=$(median <"$ROOT/pg")
 F=-; [[ -s $ROOT/fl ]] && F=$(median <"$ROOT/fl")
-echo "median: ceiling $C MB/s, popgate $P MB/s = $(awk -v a="$P" -v b="$C" 'BEGIN {printf "%.0f", 100 * a / b}')% of the ceiling (retr_client); popgate-flood $F MB/s; peak anon max $(( $(sort -n "$ROOT/anon" | tail -1) / 1024 )) MiB"
+echo "median: ceiling $C MB/s, popgate $P MB/s = $(awk -v a="$P" -v b="$C" 'BEGIN {printf "%.0f", 100 * a / b}')% of the ceiling (retr_client); popgate-flood $F MB/s; session CPU $(median <"$ROOT/cpu") s/GB; peak anon max $(( $(sort -n "$ROOT/anon" | tail -1) / 1024 )) MiB"

@@ -17,7 +17,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "core/status_macros.h"
 
@@ -37,11 +36,14 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:110",
           "[v6]:port, e.g. 127.0.0.1:110,[::1]:110.");
 
 // Default mbox:/var/mail/%u, popa3d's MAIL_SPOOL_PATH. `~` stands for the
-// user's home (popa3d built without a spool: mbox:~/Mailbox). maildir: is
-// accepted syntactically and refused at startup until Maildir support lands.
+// user's home (popa3d built without a spool: mbox:~/Mailbox); maildir:
+// names the directory holding new/ and cur/ (maildir:~/Maildir). For
+// virtual users "user@domain", %n is the local part and %d the domain
+// (empty without '@'): maildir:/srv/mail/%d/%n.
 ABSL_FLAG(std::string, mail, "mbox:/var/mail/%u",
           "Mailbox location: mbox:<pattern> or maildir:<pattern>; %u is the "
-          "user name, a leading ~ the user's home.");
+          "user name, %n/%d its local part/domain, a leading ~ the user's "
+          "home.");
 
 // Default pam, as Debian's popa3d. shadow: popa3d's upstream default;
 // passwd-file:PATH: Dovecot-style virtual users (user:{SCHEME}hash:uid:gid:
@@ -286,18 +288,21 @@ absl::StatusOr<MailLocation> ParseMailLocation(absl::string_view text) {
       return FlagError("mail", "control character in pattern");
     }
     if (c == '%') {
-      // Only %u is defined; rejecting the rest catches typos (%U, %d) at
-      // startup instead of creating a literal "%d" directory later.
-      if (i + 1 >= pattern.size() || pattern[i + 1] != 'u') {
-        return FlagError("mail", "only %u may follow % in the pattern");
+      // Only %u, %n and %d are defined; rejecting the rest catches typos
+      // (%U, %h) at startup instead of creating a literal "%h" directory.
+      const char e = i + 1 < pattern.size() ? pattern[i + 1] : '\0';
+      if (e != 'u' && e != 'n' && e != 'd') {
+        return FlagError("mail",
+                         "only %u, %n or %d may follow % in the pattern");
       }
-      has_user = true;
+      // %d alone would put a whole domain in one mailbox.
+      if (e != 'd') has_user = true;
       ++i;
     }
   }
-  // Without %u or ~ every user would share one mailbox: certainly a typo.
+  // Without %u/%n or ~ every user would share one mailbox: certainly a typo.
   if (!has_user && !absl::StartsWith(pattern, "~/")) {
-    return FlagError("mail", "the pattern needs %u or a leading ~/");
+    return FlagError("mail", "the pattern needs %u, %n or a leading ~/");
   }
   location.pattern = std::string(pattern);
   return location;
@@ -364,7 +369,39 @@ absl::StatusOr<std::string> ExpandMailPath(const MailLocation& location,
     pattern.remove_prefix(1);
     if (trimmed == "/" && absl::StartsWith(pattern, "/")) out.clear();
   }
-  out.append(absl::StrReplaceAll(pattern, {{"%u", user}}));
+  // %n / %d: the parts before and after the first '@' (Dovecot's rule).
+  // Each must itself be a safe path component where it is used: "a@.."
+  // or "@x" must not name the domain directory or a parent.
+  const size_t at = user.find('@');
+  const absl::string_view local = user.substr(0, at);
+  const absl::string_view domain =
+      at == absl::string_view::npos ? absl::string_view() : user.substr(at + 1);
+  if (absl::StrContains(pattern, "%n") && !IsSafeUserName(local)) {
+    return absl::InvalidArgumentError("local part not usable in a path");
+  }
+  // An empty domain is fine only without '@': "alice@" must not land in
+  // the mailbox of "alice".
+  if (absl::StrContains(pattern, "%d") &&
+      (at != absl::string_view::npos && !IsSafeUserName(domain))) {
+    return absl::InvalidArgumentError("domain not usable in a path");
+  }
+  // One left-to-right pass: a value containing "%d" is never expanded again.
+  std::string expanded;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '%' && i + 1 < pattern.size()) {
+      const char e = pattern[i + 1];
+      if (e == 'u' || e == 'n' || e == 'd') {
+        const absl::string_view value = e == 'u'   ? user
+                                        : e == 'n' ? local
+                                                   : domain;
+        expanded.append(value.data(), value.size());
+        ++i;
+        continue;
+      }
+    }
+    expanded += pattern[i];
+  }
+  out.append(expanded);
   return out;
 }
 
@@ -377,10 +414,6 @@ absl::StatusOr<Config> ConfigFromFlags() {
   ASSIGN_OR_RETURN(config.listen,
                    ParseListenAddresses(absl::GetFlag(FLAGS_listen)));
   ASSIGN_OR_RETURN(config.mail, ParseMailLocation(absl::GetFlag(FLAGS_mail)));
-  if (config.mail.format == MailFormat::kMaildir) {
-    return absl::UnimplementedError(
-        "--mail: maildir: is not supported yet; use mbox:");
-  }
   ASSIGN_OR_RETURN(config.auth, ParseAuthSpec(absl::GetFlag(FLAGS_auth)));
 
   config.pam_service = absl::GetFlag(FLAGS_pam_service);

@@ -61,8 +61,9 @@ struct ListenAddress {
 enum class MailFormat { kMbox, kMaildir };
 
 // --mail=<format>:<pattern>. The pattern is absolute ("/var/mail/%u") or
-// starts with "~/" (the user's home); it contains %u and/or ~, and no other
-// % escape.
+// starts with "~/" (the user's home). Escapes: %u the user name, %n its local
+// part and %d its domain ("alice@example.org" -> "alice", "example.org"); it
+// needs %u, %n or "~/", and no other % escape.
 struct MailLocation {
   MailFormat format = MailFormat::kMbox;
   std::string pattern = "/var/mail/%u";
@@ -110,8 +111,7 @@ struct Config {
 };
 
 // Reads every flag above and validates it. InvalidArgument naming the flag
-// ("--listen: ...") for bad syntax or out-of-range values; Unimplemented for
-// syntax accepted for later issues (--mail=maildir:...).
+// ("--listen: ...") for bad syntax or out-of-range values.
 // REQUIRES: absl::ParseCommandLine has run (or flags were set in a test).
 absl::StatusOr<Config> ConfigFromFlags();
 
@@ -123,7 +123,8 @@ absl::StatusOr<Config> ConfigFromFlags();
 // brackets, port 0..65535 required, no duplicates, at least one entry.
 absl::StatusOr<std::vector<ListenAddress>> ParseListenAddresses(
     absl::string_view text);
-// "mbox:/var/mail/%u", "mbox:~/Mailbox", "maildir:~/Maildir".
+// "mbox:/var/mail/%u", "mbox:~/Mailbox", "maildir:~/Maildir",
+// "maildir:/srv/mail/%d/%n".
 absl::StatusOr<MailLocation> ParseMailLocation(absl::string_view text);
 // "pam", "shadow", "passwd-file:/etc/popgate/passwd" (absolute path).
 absl::StatusOr<AuthSpec> ParseAuthSpec(absl::string_view text);
@@ -134,9 +135,10 @@ absl::StatusOr<AuthSpec> ParseAuthSpec(absl::string_view text);
 // validate always, so "../x" or a NUL can never reach open().
 bool IsSafeUserName(absl::string_view user);
 
-// The mailbox path for `user`: %u -> user (every occurrence), a leading "~"
-// -> home. InvalidArgument if the user name is unsafe (IsSafeUserName) or
-// the pattern needs a home and `home` is not an absolute path.
+// The mailbox path for `user`: %u -> user, %n -> local part, %d -> domain
+// (every occurrence, one pass), a leading "~" -> home. InvalidArgument if a
+// part used is unsafe (IsSafeUserName) or the pattern needs a home and
+// `home` is not an absolute path.
 absl::StatusOr<std::string> ExpandMailPath(const MailLocation& location,
                                            absl::string_view user,
                                            absl::string_view home);

@@ -5,6 +5,15 @@
 #include <utility>
 
 namespace popgate::core {
+namespace {
+
+// A pull whose segments average fewer octets than this is copied into one
+// owned segment (see OutputQueue::Segment). LF mail averages ~40 (a line,
+// then CR LF); CR LF runs and wire-clean mail are far above it and stay
+// views into the mapping.
+constexpr size_t kCoalesceAverageBytes = 512;
+
+}  // namespace
 
 OutputQueue::OutputQueue(size_t stream_window)
     : stream_window_(std::max<size_t>(stream_window, 1)) {}
@@ -85,7 +94,8 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
           return error;
         }
         // Segments pulled by an earlier Gather() and not yet consumed.
-        for (absl::string_view segment : item.segments) {
+        for (const Segment& pending : item.segments) {
+          absl::string_view segment = pending.view;
           const size_t take = std::min(segment.size(), budget);
           out->push_back(segment.substr(0, take));
           budget -= take;
@@ -107,9 +117,26 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
           }
           item.stream_done = !*more;
           size_t pulled = 0;
+          size_t count = 0;
+          for (absl::string_view segment : fresh) {
+            pulled += segment.size();
+            count += segment.empty() ? 0 : 1;
+          }
+          const bool merged =
+              count > 1 && pulled < kCoalesceAverageBytes * count;
+          if (merged) {
+            Segment& segment = item.segments.emplace_back();
+            segment.storage.reserve(pulled);
+            for (absl::string_view piece : fresh) {
+              segment.storage.append(piece.data(), piece.size());
+            }
+            segment.view = segment.storage;
+            fresh.assign(1, segment.view);
+          }
+          pulled = 0;
           for (absl::string_view segment : fresh) {
             if (segment.empty()) continue;
-            item.segments.push_back(segment);
+            if (!merged) item.segments.push_back(Segment{segment, {}});
             pulled += segment.size();
             if (budget > 0) {
               const size_t take = std::min(segment.size(), budget);
@@ -164,7 +191,7 @@ void OutputQueue::Consume(size_t bytes) {
       }
     } else if (front.kind == Item::Kind::kStream) {
       while (bytes > 0 && !front.segments.empty()) {
-        absl::string_view& segment = front.segments.front();
+        absl::string_view& segment = front.segments.front().view;
         if (bytes >= segment.size()) {
           bytes -= segment.size();
           front.segments.pop_front();

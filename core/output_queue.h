@@ -74,6 +74,19 @@ class OutputQueue {
   bool has_stream_or_checkpoint() const { return special_items_ > 0; }
 
  private:
+  // A pulled stream segment. `storage` is empty when `view` points into the
+  // stream's storage (the mapping); otherwise `view` points into it: a pull
+  // of many short segments (an LF-stored message gives two per line) is
+  // copied into one owned buffer, so the driver hands the kernel a few big
+  // iovecs instead of thousands of tiny ones. Deque elements never move, so
+  // `view` stays valid until the segment is popped. Owned octets are bounded
+  // by what Gather() may leave pending plus one pull (the window), not by
+  // message size.
+  struct Segment {
+    absl::string_view view;
+    std::string storage;
+  };
+
   struct Item {
     enum class Kind { kBytes, kStream, kCheckpoint };
     Kind kind = Kind::kBytes;
@@ -85,7 +98,7 @@ class OutputQueue {
     // kStream: segments pulled but not yet consumed (front may be partly
     // consumed: `offset` octets of segments.front() already went out).
     std::unique_ptr<mailbox::WireStream> stream;
-    std::deque<absl::string_view> segments;
+    std::deque<Segment> segments;
     bool stream_done = false;
     // Set when Next() failed: the segments pulled before still go out, then
     // Gather() reports this error.

@@ -22,6 +22,12 @@ struct MboxOptions {
   // on a filesystem that honours fsync and rename. Empty: no repair check
   // at open, and a Commit that deletes anything fails (FailedPrecondition).
   std::string redo_dir;
+  // Folder for the index cache ("mbox-<dev>-<ino>.index", see
+  // mbox_index_cache.h), writable by the session user. Empty: redo_dir.
+  // A re-login then costs O(mail appended since), not O(mailbox).
+  std::string index_cache_dir;
+  // False: every open scans the whole mailbox (and writes no cache).
+  bool index_cache = true;
   // popa3d's MAX_MAILBOX_OPEN_BYTES: a larger file is refused at open
   // (ResourceExhausted). Raising it raises the index-build time and the
   // address space one session maps.

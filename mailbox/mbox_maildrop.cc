@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "mailbox/mbox_index_cache.h"
 #include "mailbox/mbox_update.h"
 #include "mailbox/sigbus_guard.h"
 #include "mailbox/wire_stream.h"
@@ -118,8 +119,20 @@ absl::Status MboxMaildrop::Load(const struct stat& lst) {
         path_, ": ", size, " bytes exceed the limit of ", options_.max_bytes));
   }
   ASSIGN_OR_RETURN(mapping_, Mapping::Map(fd_.get(), size));
-  ASSIGN_OR_RETURN(messages_,
-                   IndexMappedMbox(mapping_.view(), options_.max_messages));
+  // Under the shared lock: no locking writer can be mid-append or
+  // mid-rewrite, so the cache sees a consistent file.
+  MboxFileKey key;
+  key.dev = static_cast<uint64_t>(st.st_dev);
+  key.ino = static_cast<uint64_t>(st.st_ino);
+  key.size = size;
+  key.mtime_sec = static_cast<int64_t>(st.st_mtim.tv_sec);
+  key.mtime_nsec = static_cast<int64_t>(st.st_mtim.tv_nsec);
+  const std::string cache_dir =
+      !options_.index_cache          ? std::string()
+      : options_.index_cache_dir.empty() ? options_.redo_dir
+                                         : options_.index_cache_dir;
+  ASSIGN_OR_RETURN(messages_, IndexWithCache(mapping_.view(), key, cache_dir,
+                                             options_.max_messages));
   orig_size_ = size;
   seen_.size = size;
   seen_.mtime = st.st_mtim;
@@ -286,6 +299,13 @@ absl::Status MboxMaildrop::Commit(absl::Span<const size_t> indices) {
   // Success or not, this maildrop's view of the file is over: a failure
   // mid-way leaves a redo record that the next open completes.
   committed_ = true;
+  // The rewrite moved messages: drop the index cache rather than rely on its
+  // fingerprint to notice (a deletion followed by appends can restore the
+  // size). Missing is fine; the next open rebuilds it.
+  const std::string cache_dir = options_.index_cache_dir.empty()
+                                    ? options_.redo_dir
+                                    : options_.index_cache_dir;
+  ::unlink(IndexCachePath(cache_dir, seen_.dev, seen_.ino).c_str());
   return status;
 }
 

@@ -4,6 +4,7 @@
 
 #include "core/auth/factory.h"
 #include "core/auth/passwd_file.h"
+#include "mailbox/maildir.h"
 #include "mailbox/mbox.h"
 
 namespace popgate::net {
@@ -38,9 +39,6 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
   wiring->log_sink = MakeLogSink(config);
   core::SetLogSink(wiring->log_sink.get());
 
-  if (config.mail.format != core::MailFormat::kMbox) {
-    return absl::UnimplementedError("--mail: only mbox: is supported so far");
-  }
   absl::StatusOr<std::unique_ptr<core::auth::Authenticator>> auth =
       core::auth::MakeAuthenticator(config.auth,
                                     core::auth::AuthOptionsFromConfig(config));
@@ -59,9 +57,18 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
   };
   const int64_t max_bytes = config.max_mailbox_bytes;
   const int64_t max_messages = config.max_messages;
-  env.open_maildrop = [max_bytes, max_messages](const std::string& path,
-                                                const std::string& state_dir)
+  const bool maildir = config.mail.format == core::MailFormat::kMaildir;
+  env.open_maildrop = [max_bytes, max_messages, maildir](
+                          const std::string& path, const std::string& state_dir)
       -> absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> {
+    if (maildir) {
+      // No redo records: a Maildir update is a set of unlinks. The lock
+      // file lives in the maildir itself (see mailbox/maildir_lock.h).
+      mailbox::MaildirOptions options;
+      options.max_bytes = static_cast<uint64_t>(max_bytes);
+      options.max_messages = static_cast<size_t>(max_messages);
+      return mailbox::OpenMaildir(path, options);
+    }
     mailbox::MboxOptions options;
     options.redo_dir = state_dir;
     options.max_bytes = static_cast<uint64_t>(max_bytes);

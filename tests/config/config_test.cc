@@ -226,11 +226,68 @@ TEST(ExpandMailPathTest, RejectsUnsafeUserNames) {
   EXPECT_THAT(ExpandMailPath(spool, "john.doe-1_x@example.com", ""), IsOk());
 }
 
-TEST_F(ConfigTest, MaildirIsAcceptedSyntacticallyButUnsupported) {
-  absl::SetFlag(&FLAGS_mail, "maildir:~/Maildir");
+TEST_F(ConfigTest, MaildirIsAccepted) {
+  absl::SetFlag(&FLAGS_mail, "maildir:/srv/mail/%d/%n");
   absl::StatusOr<Config> config = ConfigFromFlags();
-  ASSERT_THAT(config, StatusIs(absl::StatusCode::kUnimplemented));
-  EXPECT_THAT(config.status().message(), HasSubstr("--mail"));
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->mail,
+            (MailLocation{MailFormat::kMaildir, "/srv/mail/%d/%n"}));
+}
+
+TEST(MailLocationTest, AcceptsLocalPartAndDomain) {
+  EXPECT_EQ(*ParseMailLocation("maildir:/srv/mail/%d/%n"),
+            (MailLocation{MailFormat::kMaildir, "/srv/mail/%d/%n"}));
+  EXPECT_EQ(*ParseMailLocation("mbox:/var/mail/%n"),
+            (MailLocation{MailFormat::kMbox, "/var/mail/%n"}));
+  EXPECT_EQ(*ParseMailLocation("maildir:~/Maildir/%d"),
+            (MailLocation{MailFormat::kMaildir, "~/Maildir/%d"}));
+}
+
+TEST(MailLocationTest, DomainAloneOrUnknownEscapeRejected) {
+  // %d alone: every user of a domain would share one mailbox.
+  for (const char* text : {"maildir:/srv/mail/%d", "maildir:/srv/%d/%x",
+                           "maildir:/srv/%D/%n", "maildir:/srv/%n%"}) {
+    EXPECT_THAT(ParseMailLocation(text),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << text;
+  }
+}
+
+TEST(ExpandMailPathTest, ExpandsLocalPartAndDomain) {
+  const MailLocation virt{MailFormat::kMaildir, "/srv/mail/%d/%n"};
+  EXPECT_EQ(*ExpandMailPath(virt, "alice@example.org", ""),
+            "/srv/mail/example.org/alice");
+  // No '@': %d is empty, %n the whole name.
+  EXPECT_EQ(*ExpandMailPath(virt, "alice", ""), "/srv/mail//alice");
+  // Split at the first '@' (Dovecot's rule).
+  EXPECT_EQ(*ExpandMailPath(virt, "a@b@c", ""), "/srv/mail/b@c/a");
+  const MailLocation all{MailFormat::kMaildir, "/m/%u/%n/%d"};
+  EXPECT_EQ(*ExpandMailPath(all, "a@b.c", ""), "/m/a@b.c/a/b.c");
+  // A value is never expanded again.
+  const MailLocation user{MailFormat::kMbox, "/var/mail/%u"};
+  EXPECT_EQ(*ExpandMailPath(user, "x%dy@z", ""), "/var/mail/x%dy@z");
+  const MailLocation home{MailFormat::kMaildir, "~/Maildir/%d"};
+  EXPECT_EQ(*ExpandMailPath(home, "bob@ex.org", "/home/bob"),
+            "/home/bob/Maildir/ex.org");
+}
+
+TEST(ExpandMailPathTest, RejectsUnsafeLocalPartOrDomain) {
+  const MailLocation virt{MailFormat::kMaildir, "/srv/mail/%d/%n"};
+  // "@x": an empty local part names the domain directory; "alice@" would
+  // share alice's mailbox.
+  for (const char* user :
+       {"@example.org", ".a@example.org", "a@.example.org", "a@..",
+        "..@example.org", "a/b@c", "a@b/c", "alice@"}) {
+    EXPECT_THAT(ExpandMailPath(virt, user, ""),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << user;
+  }
+  // The same names are fine where the parts are not used.
+  const MailLocation spool{MailFormat::kMbox, "/var/mail/%u"};
+  EXPECT_THAT(ExpandMailPath(spool, "a@.example.org", ""), IsOk());
+  // Only the part the pattern uses is checked.
+  const MailLocation local{MailFormat::kMaildir, "/srv/mail/%n"};
+  EXPECT_THAT(ExpandMailPath(local, "a@..", ""), IsOk());
 }
 
 TEST_F(ConfigTest, TypedFieldsFromFlags) {

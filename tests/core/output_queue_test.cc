@@ -1,5 +1,6 @@
 #include "core/output_queue.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mailbox/wire_stream.h"
 #include "tests/fakes/fake_maildrop.h"
 #include "tests/testing/status_matchers.h"
 
@@ -201,6 +203,41 @@ TEST_F(OutputQueueTest, ClearDestroysStreams) {
   EXPECT_EQ(live_streams_, 0);
   EXPECT_TRUE(q.empty());
   EXPECT_FALSE(q.has_stream_or_checkpoint());
+}
+
+// An LF-stored body arrives as two segments per line (the line, then CR LF);
+// the queue copies such pulls into one owned segment, so the driver gets a
+// few large views, and those stay valid across partial consumes.
+TEST_F(OutputQueueTest, ShortStreamSegmentsAreCoalesced) {
+  std::string stored, wire;
+  for (int i = 0; i < 400; ++i) {
+    std::string line = i % 50 == 7 ? "." : "";
+    line += "line " + std::to_string(i);
+    stored += line + "\n";
+    if (i % 50 == 7) wire += ".";  // dot-stuffed
+    wire += line + "\r\n";
+  }
+  {
+    OutputQueue q;
+    q.AppendStream(std::make_unique<mailbox::EncodingStream>(
+        stored, /*wire_clean=*/false, absl::string_view()));
+    std::vector<absl::string_view> views;
+    ASSERT_THAT(q.Gather(1 << 20, &views), IsOk());
+    EXPECT_LE(views.size(), 2u);
+    EXPECT_EQ(Join(views), wire);
+  }
+  for (size_t window : {1u, 7u, 4096u, 65536u}) {
+    for (size_t take : {1u, 3u, 1000u, 1u << 20}) {
+      SCOPED_TRACE(window * 1000003 + take);
+      OutputQueue q(/*stream_window=*/window);
+      q.AppendStream(std::make_unique<mailbox::EncodingStream>(
+          stored, /*wire_clean=*/false, absl::string_view()));
+      std::string sent;
+      ASSERT_THAT(DrainAll(q, std::max<size_t>(window * 2, 5), take, &sent),
+                  IsOk());
+      EXPECT_EQ(sent, wire);
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,58 @@
+// Opening a Maildir as a Maildrop (issue 5, "Maildir").
+//
+// Callers: net/'s wiring file, after privileges are dropped to the mailbox
+// owner (every open, unlink and the lock file run as that user). Tests.
+#ifndef POPGATE_MAILBOX_MAILDIR_H_
+#define POPGATE_MAILBOX_MAILDIR_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "mailbox/maildrop.h"
+
+namespace popgate::mailbox {
+
+struct MaildirOptions {
+  // Total bytes of the messages one session may open (as MboxOptions): more
+  // is refused at open (ResourceExhausted). Sizes are computed by mapping
+  // each file at open, so this also bounds the login's I/O.
+  uint64_t max_bytes = 2147483647;
+  // Messages one session may list (ResourceExhausted past it). About 100
+  // bytes of index per message plus its name.
+  size_t max_messages = 2097152;
+  // A lock file whose mtime is older than this is taken for a crashed
+  // session's on another host and broken. The holder refreshes the mtime
+  // at most once a minute while commands come in, so this only has to
+  // exceed the longest single RETR plus the idle timeout (default 600 s).
+  // Lowering it risks two sessions on one mailbox (both may then delete,
+  // which is harmless for Maildir but can confuse clients' UIDL state).
+  absl::Duration lock_stale_age = absl::Minutes(30);
+};
+
+// Opens the Maildir at `path` (the directory holding new/, cur/, tmp/):
+//   - missing (ENOENT): an empty maildrop; nothing is created;
+//   - not a directory: FailedPrecondition;
+//   - otherwise the lock file <path>/popgate.lock is taken first: held by a
+//     live session -> Unavailable (the driver answers -ERR [IN-USE]);
+//   - messages: regular files in new/ and cur/ (never tmp/), except names
+//     starting with '.'; symlinks and other file types are skipped. A
+//     missing new/ or cur/ is empty. Order: delivery time from the name
+//     (seconds, then .M<usec>), else the file's mtime; then the name.
+//   - UIDL: the name before ':' if it is a valid RFC 1939 UIDL, else the
+//     MD5 hex of it (maildir_name.h); a duplicate gets the MD5 hex of
+//     "<new|cur>/<full name>".
+//   - sizes: computed from each file (the exact RETR octets before
+//     dot-stuffing); ,S= and ,W= name fields are checked against the file
+//     and the computed value wins on mismatch (mismatches are counted).
+//   - limits: ResourceExhausted; I/O failures: the errno's code.
+// Mail delivered after the open stays invisible until the next session.
+absl::StatusOr<std::unique_ptr<Maildrop>> OpenMaildir(
+    const std::string& path, const MaildirOptions& options);
+
+}  // namespace popgate::mailbox
+
+#endif  // POPGATE_MAILBOX_MAILDIR_H_

@@ -1,0 +1,430 @@
+#include "mailbox/maildir_maildrop.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "mailbox/maildir_name.h"
+#include "mailbox/sigbus_guard.h"
+#include "mailbox/wire_stream.h"
+
+namespace popgate::mailbox {
+namespace {
+
+const char* SubdirName(bool in_cur) { return in_cur ? "cur" : "new"; }
+
+// A RETR/TOP body over one mapped message file. Owns the mapping, so the
+// segments stay valid for the stream's life and the maildrop itself keeps
+// nothing mapped between commands.
+class MappedMessageStream : public WireStream {
+ public:
+  MappedMessageStream(Mapping mapping, size_t length)
+      : mapping_(std::move(mapping)),
+        // Never wire_clean: the file is not locked while the bytes go out
+        // (see MboxMaildrop::Retrieve), so the encoder always scans.
+        stream_(mapping_.view().substr(0, length), /*wire_clean=*/false,
+                mapping_.view()) {}
+
+  absl::StatusOr<bool> Next(size_t max_bytes,
+                            std::vector<absl::string_view>* out) override {
+    return stream_.Next(max_bytes, out);
+  }
+
+ private:
+  Mapping mapping_;  // Declared first: stream_ points into it.
+  EncodingStream stream_;
+};
+
+// Opens `name` in `dir_fd` read-only, refusing symlinks (O_NOFOLLOW) and
+// FIFOs or devices swapped in after the listing (O_NONBLOCK + S_ISREG).
+// Returns an invalid fd with errno set on failure (ELOOP for a symlink,
+// EINVAL for a non-regular file).
+UniqueFd OpenRegular(int dir_fd, const std::string& name, struct stat* st) {
+  UniqueFd fd(
+      ::openat(dir_fd, name.c_str(),
+               O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd.valid()) return fd;
+  if (::fstat(fd.get(), st) != 0) {
+    const int err = errno;
+    fd.reset();
+    errno = err;
+    return fd;
+  }
+  if (!S_ISREG(st->st_mode)) {
+    fd.reset();
+    errno = EINVAL;
+  }
+  return fd;
+}
+
+// Lists the candidate message names of one subdirectory: no dot-files, only
+// regular files (lstat, so symlinks are skipped). ENOENT races are skipped.
+absl::Status ListDir(int dir_fd, const std::string& where,
+                     std::vector<std::pair<std::string, struct stat>>* out) {
+  // fdopendir takes ownership of its fd; keep ours for openat.
+  const int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("dup ", where));
+  DIR* dir = ::fdopendir(dup_fd);
+  if (dir == nullptr) {
+    const int err = errno;
+    ::close(dup_fd);
+    return absl::ErrnoToStatus(err, absl::StrCat("opendir ", where));
+  }
+  ::rewinddir(dir);
+  absl::Status status;
+  for (;;) {
+    errno = 0;
+    struct dirent* e = ::readdir(dir);
+    if (e == nullptr) {
+      if (errno != 0) {
+        status = absl::ErrnoToStatus(errno, absl::StrCat("readdir ", where));
+      }
+      break;
+    }
+    // Dot-files: ".", "..", and the temporaries or metadata some tools keep.
+    if (e->d_name[0] == '.') continue;
+    // d_type saves an lstat per entry on filesystems that fill it in.
+    if (e->d_type != DT_UNKNOWN && e->d_type != DT_REG) continue;
+    struct stat st;
+    if (::fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISREG(st.st_mode)) continue;
+    out->emplace_back(e->d_name, st);
+  }
+  ::closedir(dir);
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Maildrop>> OpenMaildir(
+    const std::string& path, const MaildirOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<MaildirMaildrop> maildrop,
+                   MaildirMaildrop::Open(path, options));
+  return std::unique_ptr<Maildrop>(std::move(maildrop));
+}
+
+absl::StatusOr<std::unique_ptr<MaildirMaildrop>> MaildirMaildrop::Open(
+    const std::string& path, const MaildirOptions& options) {
+  std::unique_ptr<MaildirMaildrop> maildrop(new MaildirMaildrop(path, options));
+  // The maildir itself may be a symlink (~/Maildir -> /data/...): we run as
+  // the mailbox owner here, so following it reaches nothing the user could
+  // not read anyway. Messages inside are never followed.
+  maildrop->dir_fd_.reset(
+      ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!maildrop->dir_fd_.valid()) {
+    // Missing: empty, and never created (as a missing mbox).
+    if (errno == ENOENT) return maildrop;
+    if (errno == ENOTDIR) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " is not a directory"));
+    }
+    return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
+  }
+  ASSIGN_OR_RETURN(maildrop->lock_,
+                   MaildirLock::Acquire(maildrop->dir_fd_.get(), path,
+                                        options.lock_stale_age));
+  RETURN_IF_ERROR(maildrop->Scan());
+  return maildrop;
+}
+
+int MaildirMaildrop::SubdirFd(bool in_cur) {
+  UniqueFd& fd = in_cur ? cur_fd_ : new_fd_;
+  if (!fd.valid() && dir_fd_.valid()) {
+    fd.reset(::openat(dir_fd_.get(), SubdirName(in_cur),
+                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  }
+  return fd.get();
+}
+
+absl::Status MaildirMaildrop::Scan() {
+  struct Candidate {
+    std::string name;
+    bool in_cur;
+    struct stat st;
+  };
+  std::vector<Candidate> found;
+  // new/ before cur/: a message another client moves new/ -> cur/ between
+  // the two listings is then seen twice (deduplicated by inode below)
+  // rather than not at all.
+  for (bool in_cur : {false, true}) {
+    const int fd = SubdirFd(in_cur);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;  // No new/ or cur/: nothing there.
+      return absl::ErrnoToStatus(
+          errno, absl::StrCat("open ", path_, "/", SubdirName(in_cur)));
+    }
+    std::vector<std::pair<std::string, struct stat>> entries;
+    RETURN_IF_ERROR(
+        ListDir(fd, absl::StrCat(path_, "/", SubdirName(in_cur)), &entries));
+    for (auto& [name, st] : entries) {
+      found.push_back(Candidate{std::move(name), in_cur, st});
+    }
+    if (found.size() > options_.max_messages) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          path_, ": more than ", options_.max_messages, " messages"));
+    }
+  }
+
+  // One file seen in both new/ and cur/ (moved during the scan): keep cur/.
+  std::map<std::pair<dev_t, ino_t>, size_t> by_inode;
+  std::vector<bool> dropped(found.size(), false);
+  for (size_t i = 0; i < found.size(); ++i) {
+    auto [it, inserted] = by_inode.emplace(
+        std::make_pair(found[i].st.st_dev, found[i].st.st_ino), i);
+    if (!inserted) {
+      // found[] lists new/ first, so the later entry is the cur/ one.
+      dropped[it->second] = true;
+      it->second = i;
+    }
+  }
+
+  uint64_t total = 0;
+  messages_.reserve(found.size());
+  for (size_t i = 0; i < found.size(); ++i) {
+    if (dropped[i]) continue;
+    const Candidate& c = found[i];
+    struct stat st;
+    UniqueFd fd = OpenRegular(SubdirFd(c.in_cur), c.name, &st);
+    // Gone, or swapped for a symlink/FIFO since the listing: skip it now;
+    // if it reappears it is served next session.
+    if (!fd.valid()) continue;
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    total += size;
+    if (total > options_.max_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path_, ": messages exceed the limit of ",
+                       options_.max_bytes, " bytes"));
+    }
+    Message m;
+    m.name = c.name;
+    m.in_cur = c.in_cur;
+    m.raw_size = size;
+    m.dev = st.st_dev;
+    m.ino = st.st_ino;
+    // The LIST size must be exactly what RETR sends, so it is computed from
+    // the bytes; the name's fields are only checked (they are written by
+    // whoever delivered the file, and some tools get W= wrong).
+    // TODO(maildir): this reads every message at login; an index cache
+    // keyed by (name, inode, size, mtime), as planned for mbox, would make
+    // a re-login cost O(new mail).
+    ASSIGN_OR_RETURN(Mapping mapping, Mapping::Map(fd.get(), size));
+    bool faulted = false;
+    if (size > 0 &&
+        !RunWithSigbusGuard(mapping.data(), mapping.size(), [&m, &mapping] {
+          m.wire_size = WireSize(mapping.view());
+        })) {
+      faulted = true;
+    }
+    if (faulted) continue;  // Truncated while we read it: not a message now.
+    const MaildirName parsed = ParseMaildirName(m.name);
+    if (parsed.raw_size.has_value() && *parsed.raw_size != m.raw_size) {
+      ++size_field_mismatches_;
+    }
+    // Dovecot's W= counts every LF as CR LF but adds nothing for a missing
+    // final newline; our size does (RETR appends CR LF there). Compare with
+    // that convention so honest names are not counted as lying.
+    if (parsed.wire_size.has_value()) {
+      uint64_t dovecot_w = m.wire_size;
+      if (size > 0) {
+        char last = 0;
+        if (::pread(fd.get(), &last, 1, static_cast<off_t>(size - 1)) == 1 &&
+            last != '\n') {
+          dovecot_w -= 2;
+        }
+      }
+      if (*parsed.wire_size != dovecot_w && *parsed.wire_size != m.wire_size) {
+        ++size_field_mismatches_;
+      }
+    }
+    if (parsed.seconds.has_value()) {
+      m.sort_seconds = *parsed.seconds;
+      m.sort_micros = parsed.microseconds.value_or(0);
+    } else {
+      m.sort_seconds = st.st_mtim.tv_sec;
+      m.sort_micros = st.st_mtim.tv_nsec / 1000;
+    }
+    m.uidl = MaildirUidl(parsed.base);
+    messages_.push_back(std::move(m));
+  }
+
+  std::sort(messages_.begin(), messages_.end(),
+            [](const Message& a, const Message& b) {
+              const absl::string_view base_a = ParseMaildirName(a.name).base;
+              const absl::string_view base_b = ParseMaildirName(b.name).base;
+              return std::tie(a.sort_seconds, a.sort_micros, base_a, a.name,
+                              a.in_cur) < std::tie(b.sort_seconds,
+                                                   b.sort_micros, base_b,
+                                                   b.name, b.in_cur);
+            });
+  // RFC 1939 needs unique UIDLs within a session. Two files with one base
+  // name (a broken delivery, or "x:2,S" next to "x:2,RS") are different
+  // messages: the later one gets a name that includes its folder.
+  std::set<std::string> seen;
+  for (Message& m : messages_) {
+    if (!seen.insert(m.uidl).second) {
+      m.uidl = MaildirUidl(absl::StrCat(SubdirName(m.in_cur), "/", m.name));
+      seen.insert(m.uidl);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MaildirMaildrop::Stale(absl::string_view why) {
+  stale_ = true;
+  return absl::AbortedError(absl::StrCat(path_, ": ", why));
+}
+
+bool MaildirMaildrop::Relocate(Message& m) {
+  const absl::string_view base = ParseMaildirName(m.name).base;
+  for (bool in_cur : {true, false}) {
+    const int fd = SubdirFd(in_cur);
+    if (fd < 0) continue;
+    std::vector<std::pair<std::string, struct stat>> entries;
+    if (!ListDir(fd, path_, &entries).ok()) continue;
+    for (const auto& [name, st] : entries) {
+      if (st.st_dev == m.dev && st.st_ino == m.ino &&
+          ParseMaildirName(name).base == base) {
+        m.name = name;
+        m.in_cur = in_cur;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+absl::StatusOr<UniqueFd> MaildirMaildrop::OpenMessage(size_t index) {
+  Message& m = messages_[index];
+  struct stat st;
+  UniqueFd fd = OpenRegular(SubdirFd(m.in_cur), m.name, &st);
+  int err = fd.valid() ? 0 : errno;
+  if (err == ENOENT && Relocate(m)) {
+    fd = OpenRegular(SubdirFd(m.in_cur), m.name, &st);
+    err = fd.valid() ? 0 : errno;
+  }
+  if (!fd.valid()) {
+    // Read errno once: Relocate's readdir loop clobbers it.
+    if (err == ENOENT || err == 0) {
+      return Stale(absl::StrCat(m.name, " vanished"));
+    }
+    if (err == ELOOP || err == EINVAL) {
+      return Stale(absl::StrCat(m.name, " was replaced by a non-file"));
+    }
+    return absl::ErrnoToStatus(
+        err,
+        absl::StrCat("open ", path_, "/", SubdirName(m.in_cur), "/", m.name));
+  }
+  if (st.st_dev != m.dev || st.st_ino != m.ino ||
+      static_cast<uint64_t>(st.st_size) != m.raw_size) {
+    return Stale(absl::StrCat(m.name, " was changed by someone else"));
+  }
+  return fd;
+}
+
+absl::StatusOr<std::unique_ptr<WireStream>> MaildirMaildrop::Retrieve(
+    size_t index, std::optional<uint64_t> top_lines) {
+  if (committed_) return absl::FailedPreconditionError("already committed");
+  if (stale_) return absl::AbortedError(absl::StrCat(path_, " is stale"));
+  if (index >= messages_.size()) {
+    return absl::InvalidArgumentError("message index out of range");
+  }
+  lock_.Refresh();
+  retrieved_fd_.reset();
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenMessage(index));
+  const uint64_t size = messages_[index].raw_size;
+  ASSIGN_OR_RETURN(Mapping mapping, Mapping::Map(fd.get(), size));
+  uint64_t length = size;
+  if (top_lines.has_value() && size > 0) {
+    const uint64_t lines = *top_lines;
+    const absl::string_view data = mapping.view();
+    if (!RunWithSigbusGuard(
+            mapping.data(), mapping.size(),
+            [&length, data, lines] { length = TopLength(data, lines); })) {
+      return Stale("message truncated by someone else");
+    }
+  }
+  retrieved_fd_ = std::move(fd);
+  retrieved_size_ = size;
+  return std::unique_ptr<WireStream>(
+      new MappedMessageStream(std::move(mapping), length));
+}
+
+absl::Status MaildirMaildrop::CheckUnchanged() {
+  if (committed_) return absl::FailedPreconditionError("already committed");
+  if (stale_) return absl::AbortedError(absl::StrCat(path_, " is stale"));
+  lock_.Refresh();
+  if (retrieved_fd_.valid()) {
+    struct stat st;
+    if (::fstat(retrieved_fd_.get(), &st) != 0) {
+      return absl::InternalError(absl::StrCat("fstat in ", path_));
+    }
+    // A shrink inside the last mapped page reads as zeros, not SIGBUS.
+    if (static_cast<uint64_t>(st.st_size) != retrieved_size_) {
+      return Stale("a message changed while it was sent");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MaildirMaildrop::Commit(absl::Span<const size_t> indices) {
+  if (stale_) return absl::AbortedError(absl::StrCat(path_, " is stale"));
+  if (committed_) return absl::FailedPreconditionError("already committed");
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] >= messages_.size() ||
+        (i > 0 && indices[i] <= indices[i - 1])) {
+      return absl::InvalidArgumentError(
+          "Commit: indices must be sorted, unique and in range");
+    }
+  }
+  committed_ = true;
+  retrieved_fd_.reset();
+  absl::Status status;
+  bool touched[2] = {false, false};
+  for (size_t index : indices) {
+    Message& m = messages_[index];
+    int rc = ::unlinkat(SubdirFd(m.in_cur), m.name.c_str(), 0);
+    int err = rc != 0 ? errno : 0;
+    if (err == ENOENT) {
+      // Renamed since the open (new/ -> cur/, or new flags): find it by
+      // unique name and inode. Gone altogether: someone else deleted it,
+      // which is what we wanted too.
+      if (!Relocate(m)) continue;
+      rc = ::unlinkat(SubdirFd(m.in_cur), m.name.c_str(), 0);
+      err = rc != 0 ? errno : 0;
+      if (err == ENOENT) continue;
+    }
+    if (rc != 0) {
+      // Keep going: each unlink stands alone, and every message we fail to
+      // delete is simply still there next time.
+      if (status.ok()) {
+        status = absl::ErrnoToStatus(
+            err, absl::StrCat("unlink ", path_, "/", SubdirName(m.in_cur), "/",
+                              m.name));
+      }
+      continue;
+    }
+    touched[m.in_cur ? 1 : 0] = true;
+  }
+  // Make the unlinks durable before we answer +OK to QUIT.
+  for (bool in_cur : {false, true}) {
+    if (!touched[in_cur ? 1 : 0]) continue;
+    if (::fsync(SubdirFd(in_cur)) != 0 && status.ok()) {
+      status = absl::ErrnoToStatus(
+          errno, absl::StrCat("fsync ", path_, "/", SubdirName(in_cur)));
+    }
+  }
+  return status;
+}
+
+}  // namespace popgate::mailbox

@@ -1,0 +1,325 @@
+"""End-to-end: popgate -D serving Maildirs (--mail=maildir:<root>/%u/Maildir)
+to poplib, raw sockets and curl: STAT/LIST/UIDL/RETR/TOP, DELE+QUIT unlinks
+the files, DELE+RSET+QUIT keeps them, mail in tmp/ and dot-files is never
+served, a second concurrent session gets -ERR [IN-USE], and the lock file
+is gone after the session.
+
+Run: sudo POPGATE_BIN=build-e2e/net/popgate python3 -m unittest -v test_maildir
+(from tests/e2e; CTest does this). Needs root: a throwaway system user owns
+the Maildir and the daemon drops to it for the session.
+"""
+
+import os
+import poplib
+import shutil
+import subprocess
+import time
+import unittest
+
+import popgate_harness as h
+
+LOCK_NAME = "popgate.lock"
+
+
+def message(idx, crlf=False, body_lines=None):
+    return h.make_message(idx, body_lines=body_lines, crlf=crlf)
+
+
+class MaildirE2E(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        h.require_root()
+        if h.reference_mode():
+            raise unittest.SkipTest("popa3d has no Maildir support")
+        h.require_popgate()
+        cls.user = h.SystemUser()
+        cls.root = h.make_test_root()
+        try:
+            mail_root = os.path.join(cls.root, "mail")
+            os.mkdir(mail_root)
+            os.chmod(mail_root, 0o755)
+            cls.user_dir = os.path.join(mail_root, cls.user.name)
+            cls.maildir = os.path.join(cls.user_dir, "Maildir")
+            pf = os.path.join(cls.root, "passwd")
+            h.write_passwd_file(pf, [(cls.user.name, cls.user.password,
+                                      cls.user.uid, cls.user.gid,
+                                      "/nonexistent")])
+            state = os.path.join(cls.root, "state")
+            os.makedirs(state)
+            os.chmod(state, 0o755)
+            args = [f"--auth=passwd-file:{pf}",
+                    f"--mail=maildir:{mail_root}/%u/Maildir",
+                    f"--state_dir={state}",
+                    "--min_session_slot=0"] + h.extra_popgate_args()
+            cls.daemon = h.Daemon(args, cls.root).start()
+            cls.port = cls.daemon.port
+        except BaseException:
+            cls.user.remove()
+            shutil.rmtree(cls.root, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.daemon.stop()
+        finally:
+            cls.user.remove()
+            shutil.rmtree(cls.root, ignore_errors=True)
+
+    def setUp(self):
+        shutil.rmtree(self.user_dir, ignore_errors=True)
+        os.makedirs(self.user_dir)
+        os.chown(self.user_dir, self.user.uid, self.user.gid)
+        os.chmod(self.user_dir, 0o700)
+        self.msgs = [
+            # (subdir, name, bytes)
+            ("new", "1700000001.M100P11.mx,S={size}",
+             message(1)),
+            ("cur", "1700000002.M200P12.mx:2,S",
+             message(2, crlf=True, body_lines=[b"crlf", b".dot line", b"",
+                                               b"end"])),
+            ("new", "1700000003.M300P13.mx",
+             message(3, body_lines=[b".", b"..x", b"tail"])),
+        ]
+        self.paths = []
+        for sub in ("new", "cur", "tmp"):
+            self.put_dir(sub)
+        for i, (sub, name, data) in enumerate(self.msgs):
+            name = name.format(size=len(data))
+            self.msgs[i] = (sub, name, data)
+            self.paths.append(self.put(sub, name, data))
+        # Never served: a partial delivery, dot-files.
+        self.put("tmp", "1700000000.M1P1.mx", b"Subject: partial\n\nx\n")
+        self.put("new", ".hidden", b"Subject: hidden\n\nx\n")
+
+    def put_dir(self, sub):
+        p = os.path.join(self.maildir, sub)
+        os.makedirs(p, exist_ok=True)
+        for d in (self.maildir, p):
+            os.chown(d, self.user.uid, self.user.gid)
+            os.chmod(d, 0o700)
+
+    def put(self, sub, name, data):
+        p = os.path.join(self.maildir, sub, name)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chown(p, self.user.uid, self.user.gid)
+        os.chmod(p, 0o600)
+        return p
+
+    def data(self, msn):
+        return self.msgs[msn - 1][2]
+
+    def uidl(self, msn):
+        return self.msgs[msn - 1][1].split(":", 1)[0]
+
+    def pop(self):
+        p = poplib.POP3("127.0.0.1", self.port, timeout=10)
+        self.addCleanup(p.close)
+        return p
+
+    def login(self):
+        p = self.pop()
+        p.user(self.user.name)
+        resp = p.pass_(self.user.password)
+        self.assertTrue(resp.startswith(b"+OK"), resp)
+        return p
+
+    def wait_unlocked(self, timeout=5.0):
+        lock = os.path.join(self.maildir, LOCK_NAME)
+        deadline = time.monotonic() + timeout
+        while os.path.exists(lock):
+            if time.monotonic() > deadline:
+                self.fail("lock file still there after the session ended")
+            time.sleep(0.02)
+
+    # Tests ------------------------------------------------------------------
+
+    def test_stat_list_uidl(self):
+        p = self.login()
+        sizes = [h.expected_size(self.data(i)) for i in (1, 2, 3)]
+        self.assertEqual(p.stat(), (3, sum(sizes)))
+        _, lines, _ = p.list()
+        self.assertEqual(lines, [f"{i} {s}".encode()
+                                 for i, s in enumerate(sizes, 1)])
+        _, lines, _ = p.uidl()
+        self.assertEqual(lines, [f"{i} {self.uidl(i)}".encode()
+                                 for i in (1, 2, 3)])
+        self.assertEqual(p.uidl(2), f"+OK 2 {self.uidl(2)}".encode())
+        p.quit()
+        self.wait_unlocked()
+        for path in self.paths:
+            self.assertTrue(os.path.exists(path), path)
+
+    def test_retr_and_top_wire_bytes(self):
+        c = h.Pop3Conn.connect(self.port)
+        self.addCleanup(c.close)
+        self.assertTrue(c.login(self.user.name, self.user.password)
+                        .startswith(b"+OK"))
+        for i in (1, 2, 3):
+            r, body = c.cmd_multi(f"RETR {i}")
+            self.assertTrue(r.startswith(b"+OK"), r)
+            self.assertEqual(body, h.expected_retr(self.data(i)), i)
+            for n in (0, 1, 5):
+                r, body = c.cmd_multi(f"TOP {i} {n}")
+                self.assertTrue(r.startswith(b"+OK"), r)
+                self.assertEqual(body, h.expected_top(self.data(i), n), (i, n))
+        c.cmd_ok("QUIT")
+
+    def test_poplib_retr(self):
+        p = self.login()
+        for i in (1, 2, 3):
+            _, lines, octets = p.retr(i)
+            want = self.data(i).replace(b"\r\n", b"\n").split(b"\n")[:-1]
+            self.assertEqual(lines, want, i)
+        p.quit()
+
+    def test_dele_quit_unlinks(self):
+        p = self.login()
+        p.dele(1)
+        p.dele(2)
+        self.assertEqual(p.stat()[0], 1)
+        p.quit()
+        self.wait_unlocked()
+        self.assertFalse(os.path.exists(self.paths[0]))
+        self.assertFalse(os.path.exists(self.paths[1]))
+        self.assertTrue(os.path.exists(self.paths[2]))
+        self.assertTrue(os.path.exists(
+            os.path.join(self.maildir, "tmp", "1700000000.M1P1.mx")))
+        # The next session sees only what is left.
+        p = self.login()
+        self.assertEqual(p.stat()[0], 1)
+        self.assertEqual(p.uidl(1), f"+OK 1 {self.uidl(3)}".encode())
+        p.quit()
+
+    def test_dele_rset_quit_keeps(self):
+        p = self.login()
+        p.dele(1)
+        p.dele(3)
+        p.rset()
+        p.quit()
+        self.wait_unlocked()
+        for path in self.paths:
+            self.assertTrue(os.path.exists(path), path)
+
+    def test_delivered_mid_session_invisible_and_kept(self):
+        p = self.login()
+        late = self.put("new", "1700000009.M900P19.mx", message(9))
+        self.assertEqual(p.stat()[0], 3)
+        p.dele(1)
+        p.quit()
+        self.wait_unlocked()
+        self.assertTrue(os.path.exists(late))
+        p = self.login()
+        self.assertEqual(p.stat()[0], 3)
+        p.quit()
+
+    def test_message_deleted_by_someone_else_ends_session_unapplied(self):
+        c = h.Pop3Conn.connect(self.port)
+        self.addCleanup(c.close)
+        self.assertTrue(c.login(self.user.name, self.user.password)
+                        .startswith(b"+OK"))
+        c.cmd_ok("DELE 2")
+        os.unlink(self.paths[0])  # another client deleted message 1
+        c.send("RETR 1\r\n")
+        # popa3d semantics: the session ends without the message and
+        # without applying its deletions.
+        got = c.expect_eof()
+        self.assertTrue(got is True or not got.startswith(b"+OK"), got)
+        self.wait_unlocked()
+        self.assertTrue(os.path.exists(self.paths[1]))
+        self.assertTrue(os.path.exists(self.paths[2]))
+
+    def test_second_session_is_in_use(self):
+        first = self.login()
+        self.assertTrue(os.path.exists(os.path.join(self.maildir, LOCK_NAME)))
+        c = h.Pop3Conn.connect(self.port)
+        self.addCleanup(c.close)
+        r = c.login(self.user.name, self.user.password)
+        self.assertTrue(r.startswith(b"-ERR [IN-USE]"), r)
+        first.quit()
+        self.wait_unlocked()
+        again = self.login()
+        self.assertEqual(again.stat()[0], 3)
+        again.quit()
+
+    def test_curl_retrieves_message_1(self):
+        h.require_tool("curl")
+        url = f"pop3://127.0.0.1:{self.port}/1"
+        r = subprocess.run(["curl", "-sS", "--max-time", "30", url, "-u",
+                            f"{self.user.name}:{self.user.password}"],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # curl undoes dot-stuffing and keeps the CR LF line ends as sent.
+        self.assertEqual(r.stdout, h.unstuff(h.expected_retr(self.data(1))))
+        self.wait_unlocked()
+
+
+
+class VirtualDomainMaildir(unittest.TestCase):
+    """--mail=maildir:<root>/vmail/%d/%n with passwd-file users named
+    local@domain (Dovecot-style virtual users sharing one system uid)."""
+
+    @classmethod
+    def setUpClass(cls):
+        h.require_root()
+        if h.reference_mode():
+            raise unittest.SkipTest("popa3d has no Maildir support")
+        h.require_popgate()
+        cls.user = h.SystemUser()
+        cls.root = h.make_test_root()
+        try:
+            cls.vmail = os.path.join(cls.root, "vmail")
+            os.mkdir(cls.vmail)
+            os.chmod(cls.vmail, 0o755)
+            cls.login_name = "alice@example.test"
+            cls.password = h.random_password()
+            pf = os.path.join(cls.root, "passwd")
+            h.write_passwd_file(pf, [(cls.login_name, cls.password,
+                                      cls.user.uid, cls.user.gid,
+                                      "/nonexistent")])
+            state = os.path.join(cls.root, "state")
+            os.makedirs(state)
+            os.chmod(state, 0o755)
+            args = [f"--auth=passwd-file:{pf}",
+                    f"--mail=maildir:{cls.vmail}/%d/%n",
+                    f"--state_dir={state}",
+                    "--min_session_slot=0"] + h.extra_popgate_args()
+            cls.daemon = h.Daemon(args, cls.root).start()
+        except BaseException:
+            cls.user.remove()
+            shutil.rmtree(cls.root, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.daemon.stop()
+        finally:
+            cls.user.remove()
+            shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_domain_and_local_part_select_the_maildir(self):
+        domain_dir = os.path.join(self.vmail, "example.test")
+        maildir = os.path.join(domain_dir, "alice")
+        for d in (domain_dir, maildir, os.path.join(maildir, "new"),
+                  os.path.join(maildir, "cur"), os.path.join(maildir, "tmp")):
+            os.makedirs(d, exist_ok=True)
+            os.chown(d, self.user.uid, self.user.gid)
+        data = message(7)
+        path = os.path.join(maildir, "new", "1700000007.M7P7.mx")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, self.user.uid, self.user.gid)
+        p = poplib.POP3("127.0.0.1", self.daemon.port, timeout=10)
+        self.addCleanup(p.close)
+        p.user(self.login_name)
+        self.assertTrue(p.pass_(self.password).startswith(b"+OK"))
+        self.assertEqual(p.stat(), (1, h.expected_size(data)))
+        self.assertEqual(p.uidl(1), b"+OK 1 1700000007.M7P7.mx")
+        p.dele(1)
+        p.quit()
+        self.assertFalse(os.path.exists(path))
+
+if __name__ == "__main__":
+    unittest.main()
