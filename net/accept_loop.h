@@ -112,6 +112,11 @@ class Master {
   UniqueFd signal_fd_;
   sigset_t old_mask_{};
   bool mask_set_ = false;
+  // The master's scheduling weight while it runs (nice -10), and the one
+  // sessions return to after fork.
+  static constexpr int kMasterNice = -10;
+  int base_nice_ = 0;
+  bool nice_raised_ = false;
   // The signalfd read target; the kernel writes here until the CQE, so it
   // lives in the (heap-allocated, never moved) Master.
   signalfd_siginfo siginfo_[8]{};
