@@ -110,6 +110,13 @@ ABSL_FLAG(absl::Duration, write_timeout, absl::Seconds(120),
 ABSL_FLAG(std::string, state_dir, "/var/lib/popgate",
           "Directory for per-user redo records (crash-safe mailbox updates).");
 
+// Default empty: the account "popgate" if it exists, else "nobody" (popa3d:
+// POP_USER). The pre-auth child runs as this account, chrooted to
+// <state_dir>/empty, while it parses AUTHORIZATION. Must not be root.
+ABSL_FLAG(std::string, preauth_user, "",
+          "Unprivileged account for the chrooted pre-auth child (default: "
+          "popgate, else nobody).");
+
 // Default 255, RFC 2449's line limit (popa3d keeps 127 bytes). Bounds the
 // per-session input buffer; raising it costs memory per session and lets
 // longer passwords through (crypt caps passphrases at 512 bytes anyway).
@@ -457,6 +464,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
   RETURN_IF_ERROR(CheckPositive("write_timeout", config.write_timeout));
 
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
+  config.preauth_user = absl::GetFlag(FLAGS_preauth_user);
   if (!absl::StartsWith(config.state_dir, "/")) {
     return FlagError("state_dir", "must be an absolute path");
   }

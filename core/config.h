@@ -39,6 +39,7 @@ ABSL_DECLARE_FLAG(absl::Duration, min_session_slot);
 ABSL_DECLARE_FLAG(absl::Duration, idle_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, write_timeout);
 ABSL_DECLARE_FLAG(std::string, state_dir);
+ABSL_DECLARE_FLAG(std::string, preauth_user);
 ABSL_DECLARE_FLAG(int32_t, max_line_bytes);
 ABSL_DECLARE_FLAG(int32_t, max_bad_commands);
 ABSL_DECLARE_FLAG(int32_t, max_auth_attempts);
@@ -102,6 +103,8 @@ struct Config {
   absl::Duration idle_timeout = absl::Seconds(600);
   absl::Duration write_timeout = absl::Seconds(120);
   std::string state_dir = "/var/lib/popgate";
+  // Account of the chrooted pre-auth child; empty = "popgate", else "nobody".
+  std::string preauth_user;
   int max_line_bytes = 255;
   int max_bad_commands = 20;
   int max_auth_attempts = 1;

@@ -106,7 +106,8 @@ int Main(int argc, char** argv) {
   if (::geteuid() == 0) {
     // Sessions parse AUTHORIZATION in a jail under --state_dir: check it
     // now rather than fail every session later.
-    if (absl::Status st = CheckPreauthJail(config->state_dir); !st.ok()) {
+    if (absl::Status st = CheckPreauthJail(config->state_dir,
+                                           config->preauth_user); !st.ok()) {
       return Fail(absl::StrCat("pre-auth jail: ", st.ToString()));
     }
   }

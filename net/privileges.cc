@@ -107,13 +107,23 @@ struct PreauthJail {
 };
 
 // Everything EnterPreauthJail() needs, checked without entering it.
-absl::StatusOr<PreauthJail> OpenPreauthJail(absl::string_view state_dir) {
+absl::StatusOr<PreauthJail> OpenPreauthJail(absl::string_view state_dir,
+                                            absl::string_view account) {
   // Look the account up before the chroot: /etc/passwd is gone after it.
-  // The name is fixed (popa3d: POP_USER "popa3d"); TODO(net): a flag.
-  const passwd* pw = ::getpwnam("popgate");
-  if (pw == nullptr) pw = ::getpwnam("nobody");
-  if (pw == nullptr) {
-    return absl::NotFoundError("no pre-auth account (popgate or nobody)");
+  // popa3d uses POP_USER ("popa3d"); an explicit --preauth_user must exist.
+  const passwd* pw = nullptr;
+  if (account.empty()) {
+    pw = ::getpwnam("popgate");
+    if (pw == nullptr) pw = ::getpwnam("nobody");
+    if (pw == nullptr) {
+      return absl::NotFoundError("no pre-auth account (popgate or nobody)");
+    }
+  } else {
+    pw = ::getpwnam(std::string(account).c_str());
+    if (pw == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("--preauth_user: no such account: ", account));
+    }
   }
   PreauthJail jail;
   jail.uid = pw->pw_uid;
@@ -155,12 +165,14 @@ absl::StatusOr<PreauthJail> OpenPreauthJail(absl::string_view state_dir) {
 
 }  // namespace
 
-absl::Status CheckPreauthJail(absl::string_view state_dir) {
-  return OpenPreauthJail(state_dir).status();
+absl::Status CheckPreauthJail(absl::string_view state_dir,
+                              absl::string_view account) {
+  return OpenPreauthJail(state_dir, account).status();
 }
 
-absl::Status EnterPreauthJail(absl::string_view state_dir) {
-  absl::StatusOr<PreauthJail> jail = OpenPreauthJail(state_dir);
+absl::Status EnterPreauthJail(absl::string_view state_dir,
+                              absl::string_view account) {
+  absl::StatusOr<PreauthJail> jail = OpenPreauthJail(state_dir, account);
   if (!jail.ok()) return jail.status();
   ::tzset();  // before the chroot hides /etc/localtime
   if (::fchdir(jail->dir.get()) != 0)

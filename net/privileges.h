@@ -39,10 +39,13 @@ absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
 // FailedPrecondition if the jail dir is a symlink, not a directory, not
 // root-owned, or not empty; NotFound without a pre-auth account; errno
 // statuses for the syscalls.
-absl::Status EnterPreauthJail(absl::string_view state_dir);
+// `account` names the unprivileged user; empty = "popgate", else "nobody".
+absl::Status EnterPreauthJail(absl::string_view state_dir,
+                              absl::string_view account);
 // The same checks (and directory creation) without entering the jail: for
 // startup, so a broken setup fails loudly once instead of every session.
-absl::Status CheckPreauthJail(absl::string_view state_dir);
+absl::Status CheckPreauthJail(absl::string_view state_dir,
+                              absl::string_view account);
 
 // Root: setgroups({gid}), setgid(gid), setuid(uid), then verifies the real
 // and effective ids and that setuid(0) now fails. Not root: OK only if uid

@@ -564,7 +564,7 @@ absl::StatusOr<std::optional<core::AuthRequest>> RunPreauthChild(
   if (pid == 0) {
     read_end.Reset();
     // Untrusted input is parsed only after this line: no root, no files.
-    if (absl::Status st = EnterPreauthJail(env.state_dir); !st.ok()) {
+    if (absl::Status st = EnterPreauthJail(env.state_dir, env.preauth_user); !st.ok()) {
       core::Logf(Severity::kCrit, "pre-auth jail: %s", st.message());
       ::_exit(1);
     }

@@ -48,6 +48,8 @@ struct SessionEnvironment {
   core::auth::Authenticator* authenticator = nullptr;
   // Root of the per-user state directories (<state_dir>/<uid>).
   std::string state_dir;
+  // The pre-auth child's account (--preauth_user; empty = popgate/nobody).
+  std::string preauth_user;
   // The maildrop path for an authenticated user (ExpandMailPath).
   // InvalidArgument for an unusable name/home.
   std::function<absl::StatusOr<std::string>(

@@ -51,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
   env.write_timeout = config.write_timeout;
   env.authenticator = wiring->authenticator.get();
   env.state_dir = config.state_dir;
+  env.preauth_user = config.preauth_user;
   const core::MailLocation location = config.mail;
   env.mail_path = [location](const core::auth::AuthenticatedUser& user) {
     return core::ExpandMailPath(location, user.name, user.home);

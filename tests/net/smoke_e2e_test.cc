@@ -276,6 +276,17 @@ TEST_F(SmokeTest, VersionAndBadConfig) {
   const int rc = ::system(bad.c_str());
   EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
   EXPECT_TRUE(absl::StrContains(ReadFile(log_), "--listen")) << ReadFile(log_);
+
+  // An explicit --preauth_user must exist: refused once at startup, not at
+  // every session.
+  const std::string no_jail_user = absl::StrCat(
+      POPGATE_BINARY, " -D --foreground --log=stderr --listen=127.0.0.1:0",
+      " --state_dir=", dir_, "/state --preauth_user=popgate-no-such-user > ",
+      log_, " 2>&1");
+  const int rc2 = ::system(no_jail_user.c_str());
+  EXPECT_TRUE(WIFEXITED(rc2) && WEXITSTATUS(rc2) == 1) << ReadFile(log_);
+  EXPECT_TRUE(absl::StrContains(ReadFile(log_), "popgate-no-such-user"))
+      << ReadFile(log_);
 }
 
 }  // namespace
