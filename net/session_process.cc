@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <memory>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -42,13 +41,6 @@ constexpr size_t kReadBufferBytes = 4096;
 // usual free space, so one syscall fills it; the memory is the mailbox
 // mapping's, not ours (views).
 constexpr size_t kWriteWindowBytes = 256 * 1024;
-// Views shorter than this are copied into the session's coalesce buffer
-// instead of getting an iovec of their own. An LF-stored message arrives as
-// two views per line (the line, then a literal CR LF); writev over ~100
-// octets per iovec costs the kernel more per byte than one memcpy here.
-// Longer views (CR LF runs of wire-clean mail, big replies) still go out
-// straight from the mapping.
-constexpr size_t kCoalesceBelowBytes = 2048;
 // Loop rounds in a row that neither write, read nor wait (checkpoints
 // resolving, Resume() draining buffered commands) before we call it a bug
 // and close, so a confused session can never make us spin.
@@ -158,10 +150,6 @@ class SessionDriver {
   std::string mail_path_;  // for CRIT lines after the load
   std::vector<absl::string_view> views_;
   std::vector<iovec> iov_;
-  // Copies of short views for one writev round (see kCoalesceBelowBytes).
-  // At most kWriteWindowBytes (Gather() never returns more), allocated at
-  // the first body and reused: this, not message size, bounds the copy.
-  std::unique_ptr<char[]> coalesce_;
 };
 
 bool SessionDriver::FlushOnce() {
@@ -175,29 +163,11 @@ bool SessionDriver::FlushOnce() {
     session_.Resume();
     return ++idle_rounds_ <= kMaxIdleRounds;
   }
-  // Build the iovecs: short views are copied back to back into coalesce_
-  // (adjacent copies share one iovec), long ones point into the mapping.
+  // One iovec per view. Tiny per-line segments of LF mail were already
+  // merged by the OutputQueue, so the views here are few and large.
   iov_.clear();
-  size_t used = 0;
   for (absl::string_view v : views_) {
-    if (v.size() < kCoalesceBelowBytes &&
-        v.size() <= kWriteWindowBytes - used) {
-      if (coalesce_ == nullptr) {
-        coalesce_ = std::make_unique<char[]>(kWriteWindowBytes);
-      }
-      char* dst = coalesce_.get() + used;
-      std::memcpy(dst, v.data(), v.size());
-      used += v.size();
-      if (!iov_.empty() &&
-          static_cast<char*>(iov_.back().iov_base) + iov_.back().iov_len ==
-              dst) {
-        iov_.back().iov_len += v.size();
-        continue;
-      }
-      iov_.push_back(iovec{dst, v.size()});
-    } else {
-      iov_.push_back(iovec{const_cast<char*>(v.data()), v.size()});
-    }
+    iov_.push_back(iovec{const_cast<char*>(v.data()), v.size()});
   }
   // Send the gathered window, IOV_MAX iovecs per writev.
   size_t sent = 0;
@@ -564,7 +534,8 @@ absl::StatusOr<std::optional<core::AuthRequest>> RunPreauthChild(
   if (pid == 0) {
     read_end.Reset();
     // Untrusted input is parsed only after this line: no root, no files.
-    if (absl::Status st = EnterPreauthJail(env.state_dir, env.preauth_user); !st.ok()) {
+    if (absl::Status st = EnterPreauthJail(env.state_dir, env.preauth_user);
+        !st.ok()) {
       core::Logf(Severity::kCrit, "pre-auth jail: %s", st.message());
       ::_exit(1);
     }
