@@ -25,7 +25,25 @@ def message(idx, crlf=False, body_lines=None):
     return h.make_message(idx, body_lines=body_lines, crlf=crlf)
 
 
-class MaildirE2E(unittest.TestCase):
+class MaildirDaemonCase(unittest.TestCase):
+    """One popgate -D per class serving Maildirs under a temp root, with one
+    throwaway system user; subclasses say where mail lives and who logs in."""
+
+    @classmethod
+    def start_daemon(cls, mail_pattern, entries):
+        """`entries`: passwd-file lines (user, password) mapped to cls.user."""
+        pf = os.path.join(cls.root, "passwd")
+        h.write_passwd_file(pf, [(name, password, cls.user.uid, cls.user.gid,
+                                  "/nonexistent") for name, password in entries])
+        state = os.path.join(cls.root, "state")
+        os.makedirs(state)
+        os.chmod(state, 0o755)
+        args = [f"--auth=passwd-file:{pf}",
+                f"--mail=maildir:{mail_pattern}",
+                f"--state_dir={state}",
+                "--min_session_slot=0"] + h.extra_popgate_args()
+        cls.daemon = h.Daemon(args, cls.root).start()
+
     @classmethod
     def setUpClass(cls):
         h.require_root()
@@ -35,24 +53,7 @@ class MaildirE2E(unittest.TestCase):
         cls.user = h.SystemUser()
         cls.root = h.make_test_root()
         try:
-            mail_root = os.path.join(cls.root, "mail")
-            os.mkdir(mail_root)
-            os.chmod(mail_root, 0o755)
-            cls.user_dir = os.path.join(mail_root, cls.user.name)
-            cls.maildir = os.path.join(cls.user_dir, "Maildir")
-            pf = os.path.join(cls.root, "passwd")
-            h.write_passwd_file(pf, [(cls.user.name, cls.user.password,
-                                      cls.user.uid, cls.user.gid,
-                                      "/nonexistent")])
-            state = os.path.join(cls.root, "state")
-            os.makedirs(state)
-            os.chmod(state, 0o755)
-            args = [f"--auth=passwd-file:{pf}",
-                    f"--mail=maildir:{mail_root}/%u/Maildir",
-                    f"--state_dir={state}",
-                    "--min_session_slot=0"] + h.extra_popgate_args()
-            cls.daemon = h.Daemon(args, cls.root).start()
-            cls.port = cls.daemon.port
+            cls.set_up_mail()
         except BaseException:
             cls.user.remove()
             shutil.rmtree(cls.root, ignore_errors=True)
@@ -65,6 +66,19 @@ class MaildirE2E(unittest.TestCase):
         finally:
             cls.user.remove()
             shutil.rmtree(cls.root, ignore_errors=True)
+
+
+class MaildirE2E(MaildirDaemonCase):
+    @classmethod
+    def set_up_mail(cls):
+        mail_root = os.path.join(cls.root, "mail")
+        os.mkdir(mail_root)
+        os.chmod(mail_root, 0o755)
+        cls.user_dir = os.path.join(mail_root, cls.user.name)
+        cls.maildir = os.path.join(cls.user_dir, "Maildir")
+        cls.start_daemon(f"{mail_root}/%u/Maildir",
+                         [(cls.user.name, cls.user.password)])
+        cls.port = cls.daemon.port
 
     def setUp(self):
         shutil.rmtree(self.user_dir, ignore_errors=True)
@@ -256,48 +270,19 @@ class MaildirE2E(unittest.TestCase):
 
 
 
-class VirtualDomainMaildir(unittest.TestCase):
+class VirtualDomainMaildir(MaildirDaemonCase):
     """--mail=maildir:<root>/vmail/%d/%n with passwd-file users named
     local@domain (Dovecot-style virtual users sharing one system uid)."""
 
     @classmethod
-    def setUpClass(cls):
-        h.require_root()
-        if h.reference_mode():
-            raise unittest.SkipTest("popa3d has no Maildir support")
-        h.require_popgate()
-        cls.user = h.SystemUser()
-        cls.root = h.make_test_root()
-        try:
-            cls.vmail = os.path.join(cls.root, "vmail")
-            os.mkdir(cls.vmail)
-            os.chmod(cls.vmail, 0o755)
-            cls.login_name = "alice@example.test"
-            cls.password = h.random_password()
-            pf = os.path.join(cls.root, "passwd")
-            h.write_passwd_file(pf, [(cls.login_name, cls.password,
-                                      cls.user.uid, cls.user.gid,
-                                      "/nonexistent")])
-            state = os.path.join(cls.root, "state")
-            os.makedirs(state)
-            os.chmod(state, 0o755)
-            args = [f"--auth=passwd-file:{pf}",
-                    f"--mail=maildir:{cls.vmail}/%d/%n",
-                    f"--state_dir={state}",
-                    "--min_session_slot=0"] + h.extra_popgate_args()
-            cls.daemon = h.Daemon(args, cls.root).start()
-        except BaseException:
-            cls.user.remove()
-            shutil.rmtree(cls.root, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.daemon.stop()
-        finally:
-            cls.user.remove()
-            shutil.rmtree(cls.root, ignore_errors=True)
+    def set_up_mail(cls):
+        cls.vmail = os.path.join(cls.root, "vmail")
+        os.mkdir(cls.vmail)
+        os.chmod(cls.vmail, 0o755)
+        cls.login_name = "alice@example.test"
+        cls.password = h.random_password()
+        cls.start_daemon(f"{cls.vmail}/%d/%n",
+                         [(cls.login_name, cls.password)])
 
     def test_domain_and_local_part_select_the_maildir(self):
         domain_dir = os.path.join(self.vmail, "example.test")
