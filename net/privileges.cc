@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>  // renameat2
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,30 @@ absl::StatusOr<std::string> EnsureStateBase(absl::string_view state_dir) {
   return base;
 }
 
+// Creates <base>/<name> owned by uid:gid, mode 0700, atomically: an
+// existing entry (another session won the race) is success, left as it is.
+absl::Status PublishUserDir(int base_fd, const std::string& name, uid_t uid,
+                            gid_t gid) {
+  const std::string temp = absl::StrCat(".new.", name, ".", ::getpid());
+  if (::mkdirat(base_fd, temp.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", temp));
+  }
+  auto made = OpenDirNoFollow(base_fd, temp, temp);
+  absl::Status status = made.status();
+  if (status.ok() && ::fchown(made->get(), uid, gid) != 0) {
+    status = absl::ErrnoToStatus(errno, absl::StrCat("chown ", temp));
+  }
+  if (status.ok() && ::renameat2(base_fd, temp.c_str(), base_fd, name.c_str(),
+                                 RENAME_NOREPLACE) == 0) {
+    return absl::OkStatus();
+  }
+  if (status.ok() && errno != EEXIST) {
+    status = absl::ErrnoToStatus(errno, absl::StrCat("rename ", temp));
+  }
+  ::unlinkat(base_fd, temp.c_str(), AT_REMOVEDIR);
+  return status;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
@@ -67,14 +92,15 @@ absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
 
   const std::string name = absl::StrCat(uid);
   const std::string path = absl::StrCat(base, "/", name);
-  // mkdirat + openat(O_NOFOLLOW) + fstat on the fd: no window in which a
-  // path swap could redirect the chown (a TOCTOU on names, not fds).
-  bool created = true;
-  if (::mkdirat(base_fd->get(), name.c_str(), 0700) != 0) {
-    if (errno != EEXIST) {
-      return absl::ErrnoToStatus(errno, absl::StrCat("mkdir ", path));
-    }
-    created = false;
+  // Concurrent first logins of one user race here. The directory is built
+  // under a private name, handed to the user and only then published with
+  // RENAME_NOREPLACE, so nobody can observe it half-made (root-owned); the
+  // loser of the race removes its copy and uses the winner's. The fds and
+  // *at() calls leave no window for a path swap to redirect the chown.
+  if (::faccessat(base_fd->get(), name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) !=
+      0) {
+    absl::Status published = PublishUserDir(base_fd->get(), name, uid, gid);
+    if (!published.ok()) return published;
   }
   auto dir = OpenDirNoFollow(base_fd->get(), name, path);
   if (!dir.ok()) return dir.status();
@@ -83,14 +109,8 @@ absl::StatusOr<std::string> PrepareStateDir(absl::string_view state_dir,
     return absl::ErrnoToStatus(errno, absl::StrCat("fstat ", path));
   }
   if (st.st_uid != uid) {
-    // Only a directory we just made (owned by us, root) may be handed over.
-    if (!created || st.st_uid != ::geteuid()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, ": owned by uid ", st.st_uid, ", expected ", uid));
-    }
-    if (::fchown(dir->get(), uid, gid) != 0) {
-      return absl::ErrnoToStatus(errno, absl::StrCat("chown ", path));
-    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": owned by uid ", st.st_uid, ", expected ", uid));
   }
   if ((st.st_mode & 077) != 0 && ::fchmod(dir->get(), 0700) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("chmod ", path));

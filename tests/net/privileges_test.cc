@@ -90,6 +90,36 @@ TEST_F(PrivilegesTest, RefusesDirectoryOwnedBySomeoneElse) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Regression: concurrent first logins of one user used to race, and a
+// loser that saw the winner's directory before its chown got [SYS/TEMP].
+TEST_F(PrivilegesTest, ConcurrentFirstLoginsAllSucceed) {
+  const std::string state = dir_ + "/state";
+  constexpr int kRounds = 20;
+  constexpr int kProcesses = 8;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string base = absl::StrCat(state, round);
+    pid_t children[kProcesses];
+    for (pid_t& child : children) {
+      child = ::fork();
+      ASSERT_GE(child, 0);
+      if (child == 0) {
+        _exit(PrepareStateDir(base, target_uid(), target_gid()).ok() ? 0 : 1);
+      }
+    }
+    for (pid_t child : children) {
+      int status = 0;
+      ASSERT_EQ(::waitpid(child, &status, 0), child);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+          << "round " << round;
+    }
+    // No temporary directory is left behind.
+    EXPECT_EQ(::system(absl::StrCat("test -z \"$(ls -A '", base,
+                                    "' | grep -v '^", target_uid(), "$')\"")
+                           .c_str()),
+              0);
+  }
+}
+
 TEST_F(PrivilegesTest, RelativeStateDirRefused) {
   EXPECT_EQ(
       PrepareStateDir("state", target_uid(), target_gid()).status().code(),
