@@ -5,9 +5,12 @@
 #ifndef POPGATE_MAILBOX_MAILDIR_H_
 #define POPGATE_MAILBOX_MAILDIR_H_
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -31,11 +34,19 @@ struct MaildirOptions {
   // Lowering it risks two sessions on one mailbox (both may then delete,
   // which is harmless for Maildir but can confuse clients' UIDL state).
   absl::Duration lock_stale_age = absl::Minutes(30);
+  // Set when the opener is not the mailbox owner (--mode=pool): the maildir
+  // directory and every message file must belong to this uid, else the open
+  // fails with FailedPrecondition (checked with fstat on the opened fds).
+  // A foreign file in someone's maildir is refused rather than skipped: it
+  // means someone else can write there, which the owner should hear about.
+  // Unset: no check (the session runs as the user).
+  std::optional<uid_t> required_owner;
 };
 
 // Opens the Maildir at `path` (the directory holding new/, cur/, tmp/):
 //   - missing (ENOENT): an empty maildrop; nothing is created;
-//   - not a directory: FailedPrecondition;
+//   - not a directory, or (options.required_owner) the directory or a
+//     message file is owned by another uid: FailedPrecondition;
 //   - otherwise the lock file <path>/popgate.lock is taken first: held by a
 //     live session -> Unavailable (the driver answers -ERR [IN-USE]);
 //   - messages: regular files in new/ and cur/ (never tmp/), except names

@@ -67,6 +67,14 @@ UniqueFd OpenRegular(int dir_fd, const std::string& name, struct stat* st) {
   return fd;
 }
 
+// MaildirOptions::required_owner, on an fstat of the opened fd.
+absl::Status CheckOwner(const std::string& what, const struct stat& st,
+                        uid_t owner) {
+  if (st.st_uid == owner) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat(what, ": owned by uid ", st.st_uid, ", expected ", owner));
+}
+
 // Lists the candidate message names of one subdirectory: no dot-files, only
 // regular files (lstat, so symlinks are skipped). ENOENT races are skipped.
 absl::Status ListDir(int dir_fd, const std::string& where,
@@ -130,6 +138,15 @@ absl::StatusOr<std::unique_ptr<MaildirMaildrop>> MaildirMaildrop::Open(
           absl::StrCat(path, " is not a directory"));
     }
     return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
+  }
+  if (options.required_owner.has_value()) {
+    // Before the lock file is created in it: a directory that belongs to
+    // someone else gets nothing written by us.
+    struct stat st;
+    if (::fstat(maildrop->dir_fd_.get(), &st) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("fstat ", path));
+    }
+    RETURN_IF_ERROR(CheckOwner(path, st, *options.required_owner));
   }
   ASSIGN_OR_RETURN(maildrop->lock_,
                    MaildirLock::Acquire(maildrop->dir_fd_.get(), path,
@@ -199,6 +216,11 @@ absl::Status MaildirMaildrop::Scan() {
     // Gone, or swapped for a symlink/FIFO since the listing: skip it now;
     // if it reappears it is served next session.
     if (!fd.valid()) continue;
+    if (options_.required_owner.has_value()) {
+      RETURN_IF_ERROR(CheckOwner(
+          absl::StrCat(path_, "/", SubdirName(c.in_cur), "/", c.name), st,
+          *options_.required_owner));
+    }
     const uint64_t size = static_cast<uint64_t>(st.st_size);
     total += size;
     if (total > options_.max_bytes) {

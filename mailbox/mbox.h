@@ -6,9 +6,12 @@
 #ifndef POPGATE_MAILBOX_MBOX_H_
 #define POPGATE_MAILBOX_MBOX_H_
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -35,6 +38,14 @@ struct MboxOptions {
   // popa3d's MAX_MAILBOX_MESSAGES: more messages are refused
   // (ResourceExhausted). The index costs 64 bytes per message.
   size_t max_messages = 2097152;
+  // Set when the opener is not the mailbox owner (--mode=pool: the pool
+  // account opens every user's mailbox): the opened file's owner must be
+  // this uid, else FailedPrecondition. Checked on the open fd (fstat), so a
+  // file swapped in after the lstat is judged, not the one we looked at.
+  // Without it a hard link in a user's own mail path to another user's
+  // mailbox (which the pool account can open) would serve that mailbox.
+  // Unset: no check (the session runs as the user: the kernel decides).
+  std::optional<uid_t> required_owner;
 };
 
 // Opens the mbox at `path`:
@@ -43,6 +54,7 @@ struct MboxOptions {
 //   - a symlink or not a regular file: FailedPrecondition;
 //   - not readable and writable by us: PermissionDenied (popa3d needs write
 //     access even for read-only use, and so do we);
+//   - not owned by options.required_owner (if set): FailedPrecondition;
 //   - a pending redo record in options.redo_dir (a crashed update): repaired
 //     first, under an exclusive lock;
 //   - then indexed under a shared fcntl lock that is released before return

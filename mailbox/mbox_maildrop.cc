@@ -94,6 +94,13 @@ absl::Status MboxMaildrop::Load(const struct stat& lst) {
     return absl::FailedPreconditionError(
         absl::StrCat(path_, " is not a regular file"));
   }
+  // The fd's owner, not the lstat's: a file swapped in between is judged.
+  if (options_.required_owner.has_value() &&
+      st.st_uid != *options_.required_owner) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": owned by uid ", st.st_uid, ", expected ",
+                     *options_.required_owner));
+  }
 
   if (!options_.redo_dir.empty()) {
     // Only pay for the exclusive lock when a record (or its temp) exists.

@@ -26,6 +26,7 @@
 #include "net/address.h"
 #include "net/daemon.h"
 #include "net/privileges.h"
+#include "net/session_logging.h"
 #include "net/unique_fd.h"
 
 namespace popgate::net {
@@ -225,10 +226,7 @@ std::optional<core::AuthVerdict> SessionDriver::Authenticate(
                                            request.password, &known_user);
   if (!user.ok()) {
     if (absl::IsPermissionDenied(user.status())) {
-      // popa3d: an unknown name is never logged (it may be a password typed
-      // into USER); the typed name of a real account is.
-      core::Logf(Severity::kNotice, "Authentication failed for %s",
-                 known_user ? request.user : std::string("UNKNOWN USER"));
+      LogAuthDenied(request.user, known_user);
       return AuthVerdict::kDenied;
     }
     core::Logf(Severity::kCrit, "Authentication backend failure: %s",
@@ -237,7 +235,7 @@ std::optional<core::AuthVerdict> SessionDriver::Authenticate(
   }
   // Backends refuse root already; this is the last line of defence.
   if (user->uid == 0) {
-    core::Logf(Severity::kNotice, "Authentication failed for %s", request.user);
+    LogAuthDenied(request.user, /*known_user=*/true);
     return AuthVerdict::kDenied;
   }
   // Not root (a developer's run): we can only serve ourselves.
@@ -444,53 +442,13 @@ bool SessionDriver::FlushAll() {
 }
 
 void SessionDriver::LogEnd() {
-  using core::EndReason;
-  switch (session_.end_reason()) {
-    case EndReason::kQuit:
-      if (authenticated_) {
-        core::Log(Severity::kInfo, UpdateLogLine(session_.update_summary()));
-      }
-      return;
-    case EndReason::kNoAuthAttempt:
-      core::Log(Severity::kInfo, "Didn't attempt authentication");
-      return;
-    case EndReason::kAuthFailed:
-      return;  // logged when the verdict was made
-    case EndReason::kPrematureDisconnect:
-      core::Log(Severity::kInfo, "Premature disconnect");
-      return;
-    case EndReason::kTimeout:
-      // popa3d logs a timeout in AUTHORIZATION as no attempt at all
-      // (reference §5.4); core/ doesn't know which state timed out.
-      core::Log(Severity::kInfo, authenticated_ || auth_attempted_
-                                     ? "Connection timed out"
-                                     : "Didn't attempt authentication");
-      return;
-    case EndReason::kStale:
-      core::Log(Severity::kInfo, "Another MUA active, giving up");
-      return;
-    case EndReason::kServerFailure:
-      if (auth_failure_logged_) return;
-      core::Logf(Severity::kCrit, "Server failure accessing %s", mail_path_);
-      return;
-    case EndReason::kUpdateFailed:
-      core::Logf(Severity::kCrit, "Failed to update %s", mail_path_);
-      return;
-    case EndReason::kTooManyBadCommands:
-      core::Log(Severity::kInfo, "Too many bad commands");
-      return;
-    case EndReason::kInputOverflow:
-      core::Log(Severity::kInfo, "Too much pipelined input");
-      return;
-    case EndReason::kNone:
-      break;
-  }
-  // The session didn't end by itself: the write side broke.
-  if (peer_gone_) {
-    core::Log(Severity::kInfo, authenticated_
-                                   ? "Premature disconnect"
-                                   : "Didn't attempt authentication");
-  }
+  SessionLogFacts facts;
+  facts.authenticated = authenticated_;
+  facts.auth_attempted = auth_attempted_;
+  facts.auth_failure_logged = auth_failure_logged_;
+  facts.peer_gone = peer_gone_;
+  facts.mail_path = mail_path_;
+  LogSessionEnd(session_, facts);
 }
 
 }  // namespace

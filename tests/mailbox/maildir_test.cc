@@ -508,5 +508,43 @@ TEST_F(MaildirTest, LockIsNotRemovedIfSomeoneElseTookItOver) {
   EXPECT_EQ(testing::ReadFile(lock), "other\n");
 }
 
+// --mode=pool: the maildir and every message must belong to the
+// authenticated uid; a foreign directory gets no lock file from us.
+TEST_F(MaildirTest, RequiredOwnerIsCheckedOnDirectoryAndMessages) {
+  Put("new", "1000.M1P1.host", "Subject: a\n\nbody\n");
+  MaildirOptions options;
+  options.required_owner = ::geteuid();
+  auto md = Open(options);
+  ASSERT_THAT(md, IsOk());
+  EXPECT_EQ((*md)->message_count(), 1u);
+  md->reset();
+
+  options.required_owner = ::geteuid() + 1;
+  auto refused = Open(options);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(refused.status().message(),
+            absl::StrCat(Path(), ": owned by uid ", ::geteuid(), ", expected ",
+                         ::geteuid() + 1));
+  EXPECT_FALSE(
+      std::filesystem::exists(absl::StrCat(Path(), "/", kMaildirLockName)));
+}
+
+TEST_F(MaildirTest, RequiredOwnerRefusesAForeignMessage) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  Put("cur", "1000.M1P1.host:2,S", "Subject: a\n\nbody\n");
+  const std::string foreign = Put("new", "1001.M1P1.host", "Subject: b\n\n");
+  ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
+  MaildirOptions options;
+  options.required_owner = 0;
+  auto refused = Open(options);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("new/1001.M1P1.host: owned by uid 65534"));
+  // Without the option the file is just another message.
+  auto md = Open();
+  ASSERT_THAT(md, IsOk());
+  EXPECT_EQ((*md)->message_count(), 2u);
+}
+
 }  // namespace
 }  // namespace popgate::mailbox

@@ -389,5 +389,28 @@ TEST_F(MboxMaildropTest, TornRedoRecordIsDiscarded) {
   EXPECT_EQ(ReadFile(Path()), Messages(3));
 }
 
+// --mode=pool opens mailboxes as the pool account: the file must belong to
+// the authenticated uid, judged on the opened fd.
+TEST_F(MboxMaildropTest, RequiredOwnerIsCheckedOnTheOpenedFile) {
+  WriteFile(Path(), Messages(2));
+  MboxOptions options = Options();
+  options.required_owner = ::geteuid();
+  auto md = OpenMbox(Path(), options);
+  ASSERT_THAT(md, IsOk());
+  EXPECT_EQ((*md)->message_count(), 2u);
+
+  options.required_owner = ::geteuid() + 1;
+  auto refused = OpenMbox(Path(), options);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(refused.status().message(),
+            absl::StrCat(Path(), ": owned by uid ", ::geteuid(), ", expected ",
+                         ::geteuid() + 1));
+  // A missing mailbox has no owner to check: empty, as without the option.
+  options.required_owner = ::geteuid() + 1;
+  auto missing = OpenMbox(dir_.File("nothing"), options);
+  ASSERT_THAT(missing, IsOk());
+  EXPECT_EQ((*missing)->message_count(), 0u);
+}
+
 }  // namespace
 }  // namespace popgate::mailbox

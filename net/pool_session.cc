@@ -1,0 +1,104 @@
+#include "net/pool_session.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+namespace popgate::net {
+namespace {
+
+// Gather() rounds in a row that yield no octet (checkpoints resolving,
+// Resume() producing nothing yet) before we call it a bug and close, so a
+// confused queue can never make the loop spin (as session_process.cc).
+constexpr int kMaxEmptyRounds = 1024;
+
+}  // namespace
+
+FlushResult FlushOutput(PoolSession& s, WriteScratch& scratch, bool* wrote) {
+  core::OutputQueue& out = s.session.output();
+  int empty_rounds = 0;
+  while (!out.empty()) {
+    scratch.views.clear();
+    // An error: a checkpoint or stream failed (stale mailbox during RETR);
+    // the session recorded why, and the queue is cleared. Close at once.
+    if (!out.Gather(kPoolWriteWindowBytes, &scratch.views).ok()) {
+      return FlushResult::kClose;
+    }
+    if (scratch.views.empty()) {
+      s.session.Resume();
+      if (++empty_rounds > kMaxEmptyRounds) return FlushResult::kClose;
+      continue;
+    }
+    empty_rounds = 0;
+    scratch.iov.clear();
+    for (absl::string_view v : scratch.views) {
+      scratch.iov.push_back(iovec{const_cast<char*>(v.data()), v.size()});
+    }
+    // The gathered window, IOV_MAX iovecs per sendmsg. sendmsg rather than
+    // writev for MSG_NOSIGNAL: a vanished client is EPIPE, not a signal.
+    size_t sent = 0;
+    bool blocked = false;
+    bool failed = false;
+    for (size_t first = 0; first < scratch.iov.size();) {
+      const size_t last = std::min(scratch.iov.size(), first + IOV_MAX);
+      size_t batch_bytes = 0;
+      for (size_t i = first; i < last; ++i) {
+        batch_bytes += scratch.iov[i].iov_len;
+      }
+      msghdr msg{};
+      msg.msg_iov = scratch.iov.data() + first;
+      msg.msg_iovlen = last - first;
+      const ssize_t n =
+          ::sendmsg(s.fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          blocked = true;
+        } else {
+          failed = true;  // EPIPE, ECONNRESET, ...
+        }
+        break;
+      }
+      sent += static_cast<size_t>(n);
+      if (static_cast<size_t>(n) < batch_bytes) {
+        blocked = true;  // partial: the send buffer is full
+        break;
+      }
+      first = last;
+    }
+    if (sent > 0) {
+      *wrote = true;
+      out.Consume(sent);
+      s.session.Resume();  // driver contract: after every Consume()
+    }
+    if (failed) {
+      s.peer_gone = true;
+      return FlushResult::kClose;
+    }
+    if (blocked) return FlushResult::kBlocked;
+  }
+  return FlushResult::kDone;
+}
+
+ReadResult ReadInput(PoolSession& s, char* buffer, size_t size) {
+  const ssize_t n = ::recv(s.fd.get(), buffer, size, MSG_DONTWAIT);
+  if (n > 0) {
+    // Untrusted: from the socket.
+    s.session.Receive(absl::string_view(buffer, static_cast<size_t>(n)));
+    // The buffer is shared by every session and may hold a PASS line.
+    ::explicit_bzero(buffer, static_cast<size_t>(n));
+    return ReadResult::kData;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return ReadResult::kAgain;
+  }
+  // EOF, reset or another error: the peer is gone for reading. Commands it
+  // pipelined before the half-close are still answered (driver contract).
+  s.session.ReceiveEof();
+  return ReadResult::kEof;
+}
+
+}  // namespace popgate::net
