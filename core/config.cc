@@ -149,6 +149,130 @@ ABSL_FLAG(int64_t, max_mailbox_bytes, 2147483647,
 ABSL_FLAG(int64_t, max_messages, 2097152,
           "Refuse mailboxes with more messages than this.");
 
+// Default fork: popa3d's model, a process per session that drops to the
+// mailbox owner (strongest isolation, one fork and ~1 MiB per session).
+// pool: N event-loop workers as one unprivileged account plus one auth
+// process; thousands of sessions per worker, but all mailboxes share the
+// pool account, so it needs group access to the spool (--pool_group).
+ABSL_FLAG(std::string, mode, "fork",
+          "-D process model: fork (a process per session, as popa3d) or "
+          "pool (N event-loop workers and an auth process).");
+
+// Default 0 = one worker per CPU (sessions are I/O-bound; more workers than
+// CPUs only add context switches). Each worker costs a process, a ring and
+// its sessions' memory; a dead worker loses only its own sessions.
+ABSL_FLAG(int32_t, workers, 0,
+          "--mode=pool: worker processes (0 = number of CPUs).");
+
+// Default empty: "popgate" if that account exists, else "nobody". Workers
+// parse client bytes and read mailboxes as this account; never root (refused
+// at startup). Every mailbox must be reachable by it (--pool_group).
+ABSL_FLAG(std::string, pool_user, "",
+          "--mode=pool: account the workers run as (default: popgate, else "
+          "nobody; never root).");
+
+// Default empty: the pool user's primary group. "mail" for a system spool
+// (/var/mail/<user> is <user>:mail 0660 on Debian).
+ABSL_FLAG(std::string, pool_group, "",
+          "--mode=pool: group the workers run as (default: the pool user's "
+          "primary group; mail for /var/mail).");
+
+// Default 0 = one per CPU: hashing is CPU-bound, so more threads than CPUs
+// only queue inside the kernel instead of in our bounded queue. Raising it
+// lets a PAM backend that waits on the network (LDAP) overlap more calls.
+ABSL_FLAG(int32_t, auth_threads, 0,
+          "--mode=pool: password verification threads (0 = number of CPUs).");
+
+// Default 256 requests waiting beyond the busy threads (about one second of
+// yescrypt work on 4 CPUs); past it a PASS gets -ERR [SYS/TEMP] at once.
+// Raising it turns a flood of PASS into latency for everyone.
+ABSL_FLAG(int32_t, auth_queue, 256,
+          "--mode=pool: password verifications queued beyond the threads.");
+
+// Default 5m: a client polling every minute costs one hash per 5 minutes.
+// A changed passwd-file flushes it. Raising it keeps an old PAM password
+// working longer after a change; 0 turns the cache off.
+ABSL_FLAG(absl::Duration, auth_cache_ttl, absl::Minutes(5),
+          "--mode=pool: how long a verified password is remembered (0 = "
+          "off).");
+
+// Default 65536 entries (~100 bytes each); the oldest is evicted first.
+ABSL_FLAG(int32_t, auth_cache_size, 65536,
+          "--mode=pool: auth cache entries (0 = off).");
+
+// Default 0 = off: popa3d limits the session start rate only through the
+// slot hold (--min_session_slot). A token bucket per source prefix refills
+// at this many connections per second; a source over it is refused before
+// it takes a slot. Lowering it below a client's poll rate locks it out.
+ABSL_FLAG(double, rate_per_source, 0,
+          "New connections per second per source prefix (0 = no limit).");
+
+// Default 20: a mail client opening a few connections at once, or a NAT's
+// burst, passes. Raising it lets a source burst more connections before the
+// rate applies.
+ABSL_FLAG(int32_t, burst_per_source, 20,
+          "Connections a source may open at once before --rate_per_source "
+          "applies.");
+
+// Defaults /32 and /64: one IPv4 address (popa3d), one IPv6 customer prefix
+// (an attacker owns the whole /64). /24 makes a whole IPv4 subnet share one
+// budget: stronger against botnets in one range, harsher on big NATs.
+ABSL_FLAG(int32_t, source_prefix_v4, 32,
+          "IPv4 prefix length that counts as one source (32 or e.g. 24).");
+ABSL_FLAG(int32_t, source_prefix_v6, 64,
+          "IPv6 prefix length that counts as one source.");
+
+// Default 65536 rate buckets (~64 bytes each): far more distinct sources
+// than a host sees in one refill period. Past it an idle bucket is evicted;
+// only when every tracked source is busy is a new one refused.
+ABSL_FLAG(int32_t, max_tracked_sources, 65536,
+          "Bound on per-source rate buckets.");
+
+// Default 60s from connect to a successful PASS: a slowloris client can pin
+// a session this long without knowing a password. Raising it helps humans
+// typing over telnet and hurts under floods.
+ABSL_FLAG(absl::Duration, preauth_timeout, absl::Seconds(60),
+          "--mode=pool: close a session not authenticated within this long.");
+
+// Default 500ms, doubled per further failure of the same source up to
+// --auth_fail_max_delay (the first two failures are free: typos). Slows a
+// brute-forcer down without a sleeping thread. Raising it slows legitimate
+// users who mistype too.
+ABSL_FLAG(absl::Duration, auth_fail_delay, absl::Milliseconds(500),
+          "--mode=pool: delay before a failed PASS is answered (grows per "
+          "failure).");
+ABSL_FLAG(absl::Duration, auth_fail_max_delay, absl::Seconds(8),
+          "--mode=pool: cap on the growing failed-PASS delay.");
+
+// Default 30 failures: past it the source gets "-ERR" without a password
+// hash being spent, for --auth_lockout. A NAT full of users who mistype can
+// reach it; 0 disables the lockout.
+ABSL_FLAG(int32_t, auth_lockout_failures, 30,
+          "--mode=pool: failed PASS from one source before it is locked out "
+          "(0 = never).");
+ABSL_FLAG(absl::Duration, auth_lockout, absl::Minutes(5),
+          "--mode=pool: how long a locked-out source stays locked out.");
+
+// Default false: a refused connection is closed silently, as popa3d (cheaper,
+// and tells a flooder nothing). true sends one best-effort
+// "-ERR [SYS/TEMP] ..." line first, so legitimate clients show a reason.
+ABSL_FLAG(bool, refuse_with_error, false,
+          "Send -ERR [SYS/TEMP] before closing a refused connection.");
+
+// Default 600s, the idle timeout: after SIGTERM (or a worker replacement on
+// SIGHUP) running sessions get this long to finish before SIGKILL. Lowering
+// it cuts off slow downloads; an mbox update killed mid-way is repaired from
+// its redo record at the next login.
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(600),
+          "On shutdown, how long sessions may run on before they are killed.");
+
+// Default 0: derived from RLIMIT_NOFILE (two descriptors per session, the
+// socket and the mailbox, minus a margin). Caps what one worker holds, so a
+// crash loses at most this many sessions; the global cap is --max_sessions.
+ABSL_FLAG(int32_t, max_sessions_per_worker, 0,
+          "--mode=pool: sessions one worker holds at most (0 = from the fd "
+          "limit).");
+
 namespace popgate::core {
 namespace {
 
@@ -487,6 +611,86 @@ absl::StatusOr<Config> ConfigFromFlags() {
   config.max_messages = absl::GetFlag(FLAGS_max_messages);
   RETURN_IF_ERROR(
       CheckRange("max_messages", config.max_messages, 1, int64_t{1} << 32));
+
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode == "fork") {
+    config.mode = DaemonMode::kFork;
+  } else if (mode == "pool") {
+    config.mode = DaemonMode::kPool;
+  } else {
+    return FlagError("mode", "expected fork or pool");
+  }
+  config.workers = absl::GetFlag(FLAGS_workers);
+  RETURN_IF_ERROR(CheckRange("workers", config.workers, 0, 1024));
+  config.pool_user = absl::GetFlag(FLAGS_pool_user);
+  if (!config.pool_user.empty() && !IsPlainName(config.pool_user)) {
+    return FlagError("pool_user", "want [A-Za-z0-9._-]{1,64}, no leading .");
+  }
+  config.pool_group = absl::GetFlag(FLAGS_pool_group);
+  if (!config.pool_group.empty() && !IsPlainName(config.pool_group)) {
+    return FlagError("pool_group", "want [A-Za-z0-9._-]{1,64}, no leading .");
+  }
+  config.auth_threads = absl::GetFlag(FLAGS_auth_threads);
+  RETURN_IF_ERROR(CheckRange("auth_threads", config.auth_threads, 0, 1024));
+  config.auth_queue = absl::GetFlag(FLAGS_auth_queue);
+  RETURN_IF_ERROR(CheckRange("auth_queue", config.auth_queue, 1, 1000000));
+  config.auth_cache_ttl = absl::GetFlag(FLAGS_auth_cache_ttl);
+  if (config.auth_cache_ttl < absl::ZeroDuration() ||
+      config.auth_cache_ttl > absl::Hours(24)) {
+    return FlagError("auth_cache_ttl", "must be within [0s, 24h]");
+  }
+  config.auth_cache_size = absl::GetFlag(FLAGS_auth_cache_size);
+  RETURN_IF_ERROR(
+      CheckRange("auth_cache_size", config.auth_cache_size, 0, 16777216));
+  config.max_sessions_per_worker = absl::GetFlag(FLAGS_max_sessions_per_worker);
+  RETURN_IF_ERROR(CheckRange("max_sessions_per_worker",
+                             config.max_sessions_per_worker, 0, 10000000));
+  config.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  if (config.drain_timeout <= absl::ZeroDuration() ||
+      config.drain_timeout > absl::Hours(24)) {
+    return FlagError("drain_timeout", "must be within (0s, 24h]");
+  }
+
+  // NaN fails both comparisons, so test for the valid range, not the bad.
+  config.rate_per_source = absl::GetFlag(FLAGS_rate_per_source);
+  if (!(config.rate_per_source >= 0 && config.rate_per_source <= 1e6)) {
+    return FlagError("rate_per_source", "must be within [0, 1000000]");
+  }
+  config.burst_per_source = absl::GetFlag(FLAGS_burst_per_source);
+  RETURN_IF_ERROR(
+      CheckRange("burst_per_source", config.burst_per_source, 1, 1000000));
+  config.source_prefix_v4 = absl::GetFlag(FLAGS_source_prefix_v4);
+  RETURN_IF_ERROR(
+      CheckRange("source_prefix_v4", config.source_prefix_v4, 0, 32));
+  config.source_prefix_v6 = absl::GetFlag(FLAGS_source_prefix_v6);
+  RETURN_IF_ERROR(
+      CheckRange("source_prefix_v6", config.source_prefix_v6, 0, 128));
+  config.max_tracked_sources = absl::GetFlag(FLAGS_max_tracked_sources);
+  RETURN_IF_ERROR(CheckRange("max_tracked_sources", config.max_tracked_sources,
+                             1, 16777216));
+  config.refuse_with_error = absl::GetFlag(FLAGS_refuse_with_error);
+
+  config.preauth_timeout = absl::GetFlag(FLAGS_preauth_timeout);
+  RETURN_IF_ERROR(CheckPositive("preauth_timeout", config.preauth_timeout));
+  config.auth_fail_delay = absl::GetFlag(FLAGS_auth_fail_delay);
+  if (config.auth_fail_delay < absl::ZeroDuration() ||
+      config.auth_fail_delay > absl::Minutes(1)) {
+    return FlagError("auth_fail_delay", "must be within [0s, 1m]");
+  }
+  config.auth_fail_max_delay = absl::GetFlag(FLAGS_auth_fail_max_delay);
+  if (config.auth_fail_max_delay < config.auth_fail_delay ||
+      config.auth_fail_max_delay > absl::Minutes(10)) {
+    return FlagError("auth_fail_max_delay",
+                     "must be within [--auth_fail_delay, 10m]");
+  }
+  config.auth_lockout_failures = absl::GetFlag(FLAGS_auth_lockout_failures);
+  RETURN_IF_ERROR(CheckRange("auth_lockout_failures",
+                             config.auth_lockout_failures, 0, 1000000));
+  config.auth_lockout = absl::GetFlag(FLAGS_auth_lockout);
+  if (config.auth_lockout <= absl::ZeroDuration() ||
+      config.auth_lockout > absl::Hours(24)) {
+    return FlagError("auth_lockout", "must be within (0s, 24h]");
+  }
   return config;
 }
 

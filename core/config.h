@@ -46,6 +46,27 @@ ABSL_DECLARE_FLAG(int32_t, max_auth_attempts);
 ABSL_DECLARE_FLAG(bool, capa);
 ABSL_DECLARE_FLAG(int64_t, max_mailbox_bytes);
 ABSL_DECLARE_FLAG(int64_t, max_messages);
+ABSL_DECLARE_FLAG(std::string, mode);
+ABSL_DECLARE_FLAG(int32_t, workers);
+ABSL_DECLARE_FLAG(std::string, pool_user);
+ABSL_DECLARE_FLAG(std::string, pool_group);
+ABSL_DECLARE_FLAG(int32_t, auth_threads);
+ABSL_DECLARE_FLAG(int32_t, auth_queue);
+ABSL_DECLARE_FLAG(absl::Duration, auth_cache_ttl);
+ABSL_DECLARE_FLAG(int32_t, auth_cache_size);
+ABSL_DECLARE_FLAG(double, rate_per_source);
+ABSL_DECLARE_FLAG(int32_t, burst_per_source);
+ABSL_DECLARE_FLAG(int32_t, source_prefix_v4);
+ABSL_DECLARE_FLAG(int32_t, source_prefix_v6);
+ABSL_DECLARE_FLAG(int32_t, max_tracked_sources);
+ABSL_DECLARE_FLAG(absl::Duration, preauth_timeout);
+ABSL_DECLARE_FLAG(absl::Duration, auth_fail_delay);
+ABSL_DECLARE_FLAG(absl::Duration, auth_fail_max_delay);
+ABSL_DECLARE_FLAG(int32_t, auth_lockout_failures);
+ABSL_DECLARE_FLAG(absl::Duration, auth_lockout);
+ABSL_DECLARE_FLAG(bool, refuse_with_error);
+ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);
+ABSL_DECLARE_FLAG(int32_t, max_sessions_per_worker);
 
 namespace popgate::core {
 
@@ -84,6 +105,11 @@ struct AuthSpec {
 
 enum class LogTarget { kSyslog, kStderr };
 
+// --mode: kFork is popa3d's process per session; kPool hands connections to
+// N unprivileged event-loop workers and verifies passwords in one auth
+// process.
+enum class DaemonMode { kFork, kPool };
+
 // Everything the flags say, parsed and validated. Field meanings are the
 // flags' (config.cc); defaults here equal the flag defaults.
 struct Config {
@@ -111,6 +137,33 @@ struct Config {
   bool capa = true;
   int64_t max_mailbox_bytes = 2147483647;
   int64_t max_messages = 2097152;
+
+  // -D process model and the pool's processes (config.cc has the reasons).
+  DaemonMode mode = DaemonMode::kFork;
+  int workers = 0;         // 0 = number of CPUs
+  std::string pool_user;   // empty = "popgate", else "nobody"
+  std::string pool_group;  // empty = the pool user's primary group
+  int auth_threads = 0;    // 0 = number of CPUs
+  int auth_queue = 256;
+  absl::Duration auth_cache_ttl = absl::Minutes(5);  // zero = no cache
+  int auth_cache_size = 65536;
+  int max_sessions_per_worker = 0;  // 0 = derived from RLIMIT_NOFILE
+  absl::Duration drain_timeout = absl::Seconds(600);
+
+  // Admission beyond popa3d's slots: connect rate per source, aggregation.
+  double rate_per_source = 0;  // connections per second; 0 = off
+  int burst_per_source = 20;
+  int source_prefix_v4 = 32;
+  int source_prefix_v6 = 64;
+  int max_tracked_sources = 65536;
+  bool refuse_with_error = false;
+
+  // Slowloris and brute-force bounds (pool mode).
+  absl::Duration preauth_timeout = absl::Seconds(60);
+  absl::Duration auth_fail_delay = absl::Milliseconds(500);
+  absl::Duration auth_fail_max_delay = absl::Seconds(8);
+  int auth_lockout_failures = 30;  // 0 = never lock out
+  absl::Duration auth_lockout = absl::Minutes(5);
 };
 
 // Reads every flag above and validates it. InvalidArgument naming the flag

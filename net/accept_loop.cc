@@ -1,8 +1,10 @@
 #include "net/accept_loop.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "core/logging.h"
 #include "net/daemon.h"
 #include "net/listener.h"
+#include "net/sd_notify.h"
 
 namespace popgate::net {
 namespace {
@@ -29,30 +32,80 @@ sigset_t MasterSignals() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   return set;
+}
+
+__kernel_timespec KernelTimespec(absl::Duration d) {
+  __kernel_timespec ts{};
+  ts.tv_sec = absl::ToInt64Seconds(d);
+  ts.tv_nsec = absl::ToInt64Nanoseconds(d - absl::Seconds(ts.tv_sec));
+  return ts;
+}
+
+// Best effort: the service manager is optional, and a failure to tell it
+// something must not stop the daemon.
+void Notify(absl::string_view state) {
+  NotifyServiceManager(state).IgnoreError();
 }
 
 }  // namespace
 
-Master::Master(std::vector<UniqueFd> listeners,
-               const limits::FloodOptions& flood, SessionFn session_fn,
-               HangupFn hangup_fn)
+std::string AdmissionRefusalLogLine(limits::AdmissionRefusal cause,
+                                    absl::string_view host) {
+  switch (cause) {
+    case limits::AdmissionRefusal::kSourceSessions:
+      return limits::RefusalMessage(limits::RefusalCause::kPerSource, host);
+    case limits::AdmissionRefusal::kGlobalSessions:
+      return limits::RefusalMessage(limits::RefusalCause::kGlobal, host);
+    case limits::AdmissionRefusal::kSourceRate:
+      return absl::StrCat(host, ": connection rate limit reached");
+    case limits::AdmissionRefusal::kTableFull:
+      return absl::StrCat(host, ": source table full");
+    case limits::AdmissionRefusal::kNone:
+    case limits::AdmissionRefusal::kCount:
+      break;
+  }
+  return absl::StrCat(host, ": refused");
+}
+
+Master::Master(std::vector<UniqueFd> listeners, const MasterOptions& options,
+               SessionFn session_fn, HangupFn hangup_fn)
     : listeners_(std::move(listeners)),
-      table_(flood),
+      options_(options),
+      admission_(options.admission),
       session_fn_(std::move(session_fn)),
       hangup_fn_(std::move(hangup_fn)) {
-  pause_ts_.tv_sec = absl::ToInt64Seconds(kAcceptPause);
-  pause_ts_.tv_nsec =
-      absl::ToInt64Nanoseconds(kAcceptPause - absl::Seconds(pause_ts_.tv_sec));
-  children_.reserve(flood.max_sessions);
+  pause_ts_ = KernelTimespec(kAcceptPause);
+  tick_ts_ = KernelTimespec(absl::Seconds(1));
 }
 
 absl::StatusOr<std::unique_ptr<Master>> Master::Create(
-    std::vector<UniqueFd> listeners, const limits::FloodOptions& flood,
+    std::vector<UniqueFd> listeners, const MasterOptions& options,
     SessionFn session_fn, HangupFn hangup_fn) {
-  std::unique_ptr<Master> master(new Master(std::move(listeners), flood,
+  std::unique_ptr<Master> master(new Master(std::move(listeners), options,
                                             std::move(session_fn),
                                             std::move(hangup_fn)));
+  master->children_.reserve(options.admission.flood.max_sessions);
+  absl::Status st = master->Init();
+  if (!st.ok()) return st;
+  return master;
+}
+
+absl::StatusOr<std::unique_ptr<Master>> Master::CreatePool(
+    std::vector<UniqueFd> listeners, const MasterOptions& options,
+    PoolOptions pool) {
+  std::unique_ptr<Master> master(
+      new Master(std::move(listeners), options, nullptr, nullptr));
+  Master* self = master.get();
+  // The Master is heap-allocated and outlives the supervisor it owns, so
+  // both callbacks may keep `self`.
+  master->supervisor_ = std::make_unique<PoolSupervisor>(
+      std::move(pool),
+      [self](bool auth_process) { self->BecomeChild(auth_process); },
+      [self](limits::SlotId slot) {
+        self->admission_.Release(slot, MonotonicNow());
+      });
   absl::Status st = master->Init();
   if (!st.ok()) return st;
   return master;
@@ -82,6 +135,9 @@ absl::Status Master::Init() {
 }
 
 Master::~Master() {
+  // Channels first: workers see EOF and drain rather than outlive us with
+  // a master channel no one reads.
+  supervisor_.reset();
   if (ring_ready_) io_uring_queue_exit(&ring_);
   if (mask_set_) ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
 }
@@ -126,9 +182,57 @@ void Master::ArmSignalRead() {
   io_uring_sqe_set_data64(sqe, Encode(Op::kSignal, 0));
 }
 
+void Master::ArmTick() {
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe == nullptr) return;
+  io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
+  io_uring_sqe_set_data64(sqe, Encode(Op::kTick, 0));
+}
+
+void Master::ArmDeadline(absl::Duration after) {
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe == nullptr) return;
+  // One deadline timespec: a later ArmDeadline replaces the value, and the
+  // earlier timer (already armed with its copy) still fires harmlessly.
+  deadline_ts_ = KernelTimespec(after);
+  io_uring_prep_timeout(sqe, &deadline_ts_, 0, 0);
+  io_uring_sqe_set_data64(sqe, Encode(Op::kDeadline, 0));
+  // The kernel copies the timespec at submission; submit now so the next
+  // ArmDeadline can't overwrite it first.
+  io_uring_submit(&ring_);
+}
+
+void Master::ArmWorkerPoll(uint32_t id, int fd) {
+  io_uring_sqe* sqe = GetSqe();
+  if (sqe == nullptr) return;  // unreachable in practice; see GetSqe()
+  // One-shot readiness, re-armed after each drain: a worker gets at most
+  // one poll in flight, and a dead one completes at once with POLLHUP.
+  io_uring_prep_poll_add(sqe, fd, POLLIN);
+  io_uring_sqe_set_data64(sqe, Encode(Op::kWorker, id));
+}
+
+void Master::ArmNewWorkerChannels() {
+  for (const auto& [id, fd] : supervisor_->TakeNewChannels()) {
+    ArmWorkerPoll(id, fd);
+  }
+}
+
 absl::Status Master::Run() {
+  if (supervisor_) {
+    // Listeners are bound (connections wait in the backlog); start the
+    // pool before the first accept so none is refused for want of workers.
+    if (absl::Status st = supervisor_->Start(MonotonicNow()); !st.ok()) {
+      supervisor_->BeginShutdown(MonotonicNow());
+      supervisor_->SignalAll(SIGKILL);
+      return st;
+    }
+    ArmNewWorkerChannels();
+    ArmTick();
+  }
   for (uint32_t i = 0; i < listeners_.size(); ++i) ArmAccept(i);
   ArmSignalRead();
+  io_uring_submit(&ring_);
+  Notify("READY=1");
   while (!done_) {
     const int ret = io_uring_submit_and_wait(&ring_, 1);
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
@@ -137,6 +241,7 @@ absl::Status Master::Run() {
     // Reap before admitting: under a flood the accept completions queue
     // ahead of the signalfd read, and every exited session not yet reaped
     // holds a table slot (and a zombie). One WNOHANG waitpid per batch.
+    // (Pool workers rarely exit; SIGCHLD covers them.)
     if (!children_.empty()) Reap();
     io_uring_cqe* cqe;
     unsigned head;
@@ -158,12 +263,75 @@ absl::Status Master::Run() {
           break;
         case Op::kCancel:
           break;
+        case Op::kTick:
+          if (supervisor_ && !done_) {
+            supervisor_->Tick(MonotonicNow());
+            ArmNewWorkerChannels();
+            ArmTick();
+          }
+          break;
+        case Op::kDeadline:
+          if (c.res == -ETIME && stopping_ && !AllChildrenGone()) {
+            core::Log(Severity::kNotice,
+                      "Drain deadline passed: killing the remaining children");
+            KillAll(SIGKILL);
+          }
+          break;
+        case Op::kWorker:
+          if (supervisor_ && c.res >= 0) {
+            const int fd = supervisor_->DrainReports(index, MonotonicNow());
+            if (fd >= 0) ArmWorkerPoll(index, fd);
+          }
+          break;
       }
+      if (stopping_ && AllChildrenGone()) done_ = true;
       if (done_) break;
     }
     io_uring_cq_advance(&ring_, seen);
   }
+  LogCounters("at exit");
   return absl::OkStatus();
+}
+
+bool Master::AllChildrenGone() const {
+  return children_.empty() && (!supervisor_ || supervisor_->finished());
+}
+
+void Master::LogCounters(absl::string_view when) {
+  using limits::AdmissionRefusal;
+  std::string line = absl::StrCat("Connections ", when, ": ",
+                                  admission_.admitted(), " admitted");
+  for (AdmissionRefusal cause :
+       {AdmissionRefusal::kSourceRate, AdmissionRefusal::kSourceSessions,
+        AdmissionRefusal::kGlobalSessions, AdmissionRefusal::kTableFull}) {
+    absl::StrAppend(&line, ", ", admission_.refusals(cause), " refused (",
+                    limits::AdmissionRefusalName(cause), ")");
+  }
+  if (supervisor_) {
+    absl::StrAppend(&line, ", ", refused_no_worker_, " refused (no worker); ",
+                    supervisor_->sessions(), " sessions in ",
+                    supervisor_->live_workers(), " workers; PASS ",
+                    supervisor_->auth_successes(), " ok, ",
+                    supervisor_->auth_failures(), " failed");
+  } else {
+    absl::StrAppend(&line, "; ", children_.size(), " sessions");
+  }
+  core::Log(Severity::kInfo, line);
+}
+
+void Master::Refuse(int fd, const SocketAddress& peer,
+                    limits::AdmissionRefusal cause, bool should_log) {
+  if (options_.refuse_with_error) {
+    // One try, never blocking and never raising SIGPIPE: the line fits in
+    // any empty socket buffer, and a client that reset already loses
+    // nothing.
+    (void)!::send(fd, kRefusalReply, sizeof(kRefusalReply) - 1,
+                  MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  if (should_log) {
+    core::Log(Severity::kNotice,
+              AdmissionRefusalLogLine(cause, FormatHost(peer)));
+  }
 }
 
 void Master::HandleAccept(uint32_t index, const io_uring_cqe& cqe) {
@@ -198,13 +366,29 @@ void Master::HandleConnection(int raw_fd) {
   absl::StatusOr<SocketAddress> peer = PeerAddress(fd.get());
   if (!peer.ok()) return;  // reset before we looked: nothing to serve
   const absl::Time now = MonotonicNow();
-  const limits::AdmitResult admit = table_.Admit(SourceKeyOf(*peer), now);
+  const limits::AdmissionResult admit =
+      admission_.Admit(SourceKeyOf(*peer), now);
   if (!admit.admitted) {
-    // Silent refusal, as popa3d: the client sees EOF. The log line is
-    // rate-limited by the table (one per source / overall per min slot).
-    if (admit.should_log) {
-      core::Log(Severity::kNotice,
-                limits::RefusalMessage(admit.cause, FormatHost(*peer)));
+    // Silent refusal by default, as popa3d: the client sees EOF. The log
+    // line is rate-limited by the table (one per cause per interval).
+    Refuse(fd.get(), *peer, admit.cause, admit.should_log);
+    return;
+  }
+  if (supervisor_) {
+    // The worker now holds its own copy; ours closes on return.
+    if (supervisor_->Dispatch(fd.get(), *peer, admit.slot)) return;
+    admission_.Release(admit.slot, now);
+    ++refused_no_worker_;
+    if (options_.refuse_with_error) {
+      (void)!::send(fd.get(), kRefusalReply, sizeof(kRefusalReply) - 1,
+                    MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    // While stopping, every worker drains: a connection accepted in the
+    // same batch as SIGTERM is expected to land here, not worth a CRIT.
+    if (!stopping_ && now - last_no_worker_log_ >= kAcceptLogInterval) {
+      last_no_worker_log_ = now;
+      core::Logf(Severity::kCrit, "%s: no worker available (%d refused so far)",
+                 FormatHost(*peer), refused_no_worker_);
     }
     return;
   }
@@ -213,7 +397,7 @@ void Master::HandleConnection(int raw_fd) {
     const int err = errno;
     core::Logf(Severity::kCrit, "%s: fork: %s", FormatHost(*peer),
                strerror(err));
-    table_.Release(admit.slot, now);
+    admission_.Release(admit.slot, now);
     return;
   }
   if (pid == 0) {
@@ -231,7 +415,7 @@ void Master::HandleConnection(int raw_fd) {
   children_[pid] = admit.slot;
 }
 
-void Master::BecomeChild() {
+void Master::BecomeChild(bool keep_sighup_blocked) {
   // The ring's memory is shared with the parent (MAP_SHARED): the child
   // must never submit or reap on it. Unmapping our copy and closing our fd
   // leaves the parent's ring untouched.
@@ -252,7 +436,9 @@ void Master::BecomeChild() {
   // SIGCHLD is theirs to use (auth helpers). SIGPIPE stays ignored.
   ::signal(SIGCHLD, SIG_DFL);
   if (mask_set_) {
-    ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
+    sigset_t mask = old_mask_;
+    if (keep_sighup_blocked) sigaddset(&mask, SIGHUP);
+    ::sigprocmask(SIG_SETMASK, &mask, nullptr);
     mask_set_ = false;
   }
 }
@@ -275,13 +461,24 @@ void Master::HandleSignals(int res) {
           }
           break;
         case SIGHUP:
-          // Flags are read once at start; only what hangup_fn_ covers
-          // (the passwd-file) is reloaded.
-          if (hangup_fn_) {
+          if (stopping_) break;
+          Notify("RELOADING=1");
+          if (supervisor_) {
+            // The auth process owns the account source: it reloads on its
+            // own SIGHUP. Workers are replaced so none keeps old state.
+            supervisor_->Reload(MonotonicNow());
+            ArmNewWorkerChannels();
+          } else if (hangup_fn_) {
+            // Flags are read once at start; only what hangup_fn_ covers
+            // (the passwd-file) is reloaded.
             hangup_fn_();
           } else {
             core::Log(Severity::kInfo, "SIGHUP: nothing to reload");
           }
+          Notify("READY=1");
+          break;
+        case SIGUSR1:
+          LogCounters("so far");
           break;
         default:
           break;
@@ -289,7 +486,7 @@ void Master::HandleSignals(int res) {
     }
     if (child) Reap();
   }
-  if (stopping_ && children_.empty()) done_ = true;
+  if (stopping_ && AllChildrenGone()) done_ = true;
   if (!done_) ArmSignalRead();
 }
 
@@ -297,15 +494,21 @@ void Master::Reap() {
   // signalfd coalesces SIGCHLDs, so reap everything that exited. Bounded:
   // each waitpid() returns a distinct child, and there are at most
   // children_.size() of ours (+ slack for strays).
-  const size_t bound = children_.size() + 16;
+  const size_t bound = children_.size() + 16 +
+                       (supervisor_ ? supervisor_->live_workers() * 2 : 0);
   const absl::Time now = MonotonicNow();
   for (size_t i = 0; i < bound; ++i) {
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;  // 0: none ready; -1/ECHILD: none left
+    if (supervisor_ && supervisor_->OnChildExit(pid, status, now)) {
+      // A respawned worker needs its channel polled.
+      ArmNewWorkerChannels();
+      continue;
+    }
     auto it = children_.find(pid);
     if (it == children_.end()) continue;
-    table_.Release(it->second, now);
+    admission_.Release(it->second, now);
     children_.erase(it);
     if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
         WTERMSIG(status) != SIGKILL) {
@@ -317,8 +520,11 @@ void Master::Reap() {
 
 void Master::BeginShutdown() {
   stopping_ = true;
+  Notify("STOPPING=1");
+  const size_t running =
+      supervisor_ ? supervisor_->sessions() : children_.size();
   core::Logf(Severity::kInfo, "Shutting down: %d session%s still running",
-             children_.size(), children_.size() == 1 ? "" : "s");
+             running, running == 1 ? "" : "s");
   // Cancel the multishot accepts and any pause timers, then close the
   // listeners: new connections get RST from the kernel instead of waiting
   // in a backlog no one drains.
@@ -332,16 +538,33 @@ void Master::BeginShutdown() {
   }
   io_uring_submit(&ring_);
   for (UniqueFd& l : listeners_) l.Reset();
+  if (supervisor_) supervisor_->BeginShutdown(MonotonicNow());
+  ArmDeadline(options_.drain_timeout);
 }
 
-void Master::KillChildren() {
-  core::Logf(Severity::kInfo, "Terminating %d session%s", children_.size(),
-             children_.size() == 1 ? "" : "s");
+void Master::KillAll(int signal) {
   for (const auto& [pid, slot] : children_) {
     // The whole session group: a session blocked on its pre-auth child must
     // not leave that child holding the connection open.
-    if (::kill(-pid, SIGTERM) != 0) ::kill(pid, SIGTERM);
+    if (::kill(-pid, signal) != 0) ::kill(pid, signal);
   }
+  if (supervisor_) supervisor_->SignalAll(signal);
+}
+
+void Master::KillChildren() {
+  if (supervisor_) {
+    // Workers end their sessions at once on SIGTERM; wait for them (and
+    // the auth process after them), but not longer than the grace.
+    core::Logf(Severity::kInfo, "Terminating %d session%s",
+               supervisor_->sessions(),
+               supervisor_->sessions() == 1 ? "" : "s");
+    supervisor_->SignalAll(SIGTERM);
+    ArmDeadline(PoolSupervisor::kKillGrace);
+    return;
+  }
+  core::Logf(Severity::kInfo, "Terminating %d session%s", children_.size(),
+             children_.size() == 1 ? "" : "s");
+  KillAll(SIGTERM);
   done_ = true;
 }
 

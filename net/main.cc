@@ -4,18 +4,23 @@
 //  1. flags -> Config; bad config: message on stderr, exit 1 (before any
 //     side effect, so a typo never half-starts a daemon).
 //  2. -V: print the version, exit 0.
-//  3. umask 077, SIGPIPE ignored; log sink; password backend; as root, the
-//     pre-auth jail (<state_dir>/empty) is checked once.
+//  3. umask 077, SIGPIPE ignored; --mode=pool raises RLIMIT_NOFILE; log
+//     sink; password backend (and the pool account); as root in fork mode,
+//     the pre-auth jail (<state_dir>/empty) is checked once.
 //  4. inetd mode: one session on fds 0/1, then exit.
 //  5. -D: bind every listener and report "listening on ADDR:PORT" on stderr
 //     (port 0 shows the kernel's choice; tests parse this line), check that
 //     io_uring works, then detach (unless --foreground) so errors up to here
 //     still reach the operator's terminal and exit status. Then the master
-//     loop (accept_loop.h) runs until SIGTERM.
+//     loop (accept_loop.h) runs until SIGTERM; in pool mode it first forks
+//     the auth process and the workers (pool_supervisor.h), after the
+//     detach so they belong to the daemon's session.
 #include <liburing.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -26,8 +31,11 @@
 #include "core/logging.h"
 #include "net/accept_loop.h"
 #include "net/address.h"
+#include "net/auth_process.h"
 #include "net/daemon.h"
 #include "net/listener.h"
+#include "net/pool_supervisor.h"
+#include "net/pool_worker.h"
 #include "net/privileges.h"
 #include "net/session_process.h"
 #include "net/wiring.h"
@@ -51,6 +59,57 @@ absl::Status ProbeIoUring() {
   return absl::OkStatus();
 }
 
+// A pool worker holds thousands of sockets; the usual soft limit (1024) would
+// cap it long before memory does. The hard limit is the administrator's
+// ceiling; 2^20 bounds what MaxSessionsPerWorker derives from it.
+void RaiseFdLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t want = std::min<rlim_t>(limit.rlim_max, rlim_t{1} << 20);
+  if (limit.rlim_cur >= want) return;
+  limit.rlim_cur = want;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+// What each pool child runs, built from the wiring. Runs in the forked
+// child (see pool_supervisor.h); `wiring` outlives the master.
+PoolOptions MakePoolOptions(const core::Config& config, Wiring& wiring) {
+  PoolOptions pool;
+  pool.workers = wiring.workers;
+  pool.max_sessions_per_worker = wiring.pool_env.max_sessions;
+  pool.drain_timeout = config.drain_timeout;
+  Wiring* w = &wiring;
+  pool.run_auth = [w](UniqueFd control) {
+    // Keeps the master's privileges: PAM and shadow need root.
+    return RunAuthProcess(w->auth_process, *w->authenticator, w->source_changed,
+                          w->reload, std::move(control));
+  };
+  const std::string state_dir = config.state_dir;
+  pool.run_worker = [w, state_dir](UniqueFd master_channel,
+                                   UniqueFd auth_channel) {
+    const PoolAccount& account = w->pool_account;
+    // As root, before the drop: the pool account's state folder must exist
+    // and be its own (PrepareStateDir refuses a planted one).
+    absl::StatusOr<std::string> state =
+        PrepareStateDir(state_dir, account.uid, account.gid);
+    if (!state.ok()) {
+      core::Logf(core::Severity::kCrit, "worker: state dir: %s",
+                 state.status().ToString());
+      return 1;
+    }
+    if (absl::Status st = DropPrivileges(account.uid, account.gid); !st.ok()) {
+      core::Logf(core::Severity::kCrit, "worker: dropping to %s: %s",
+                 account.name, st.ToString());
+      return 1;
+    }
+    PoolWorkerEnvironment env = w->pool_env;
+    env.state_dir = *state;
+    return RunPoolWorker(env, std::move(master_channel),
+                         std::move(auth_channel));
+  };
+  return pool;
+}
+
 int RunDaemon(const core::Config& config, Wiring& wiring) {
   std::vector<UniqueFd> listeners;
   for (const core::ListenAddress& listen : config.listen) {
@@ -69,11 +128,23 @@ int RunDaemon(const core::Config& config, Wiring& wiring) {
   if (!config.foreground) {
     if (absl::Status st = Daemonize(); !st.ok()) return Fail(st.ToString());
   }
-  const SessionEnvironment* env = &wiring.session_env;
-  absl::StatusOr<std::unique_ptr<Master>> master = Master::Create(
-      std::move(listeners), wiring.flood,
-      [env](int fd, const SocketAddress&) { return RunSession(fd, fd, *env); },
-      wiring.reload);
+  MasterOptions options;
+  options.admission = wiring.admission;
+  options.refuse_with_error = config.refuse_with_error;
+  options.drain_timeout = config.drain_timeout;
+  absl::StatusOr<std::unique_ptr<Master>> master;
+  if (config.mode == core::DaemonMode::kPool) {
+    master = Master::CreatePool(std::move(listeners), options,
+                                MakePoolOptions(config, wiring));
+  } else {
+    const SessionEnvironment* env = &wiring.session_env;
+    master = Master::Create(
+        std::move(listeners), options,
+        [env](int fd, const SocketAddress&) {
+          return RunSession(fd, fd, *env);
+        },
+        wiring.reload);
+  }
   if (!master.ok()) {
     core::Logf(core::Severity::kCrit, "%s", master.status().ToString());
     return Fail(master.status().ToString());
@@ -101,9 +172,13 @@ int Main(int argc, char** argv) {
     return 0;
   }
   ProcessStartup();
+  const bool pool = config->daemon && config->mode == core::DaemonMode::kPool;
+  if (pool) RaiseFdLimit();
   absl::StatusOr<std::unique_ptr<Wiring>> wiring = BuildWiring(*config);
   if (!wiring.ok()) return Fail(wiring.status().ToString());
-  if (::geteuid() == 0) {
+  // Pool workers never run the jailed pre-auth child: they are unprivileged
+  // already.
+  if (::geteuid() == 0 && !pool) {
     // Sessions parse AUTHORIZATION in a jail under --state_dir: check it
     // now rather than fail every session later.
     if (absl::Status st = CheckPreauthJail(config->state_dir,

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <ostream>
@@ -60,6 +61,85 @@ TEST_F(ConfigTest, DefaultsMatchPopa3d) {
   EXPECT_EQ(config->max_messages, 2097152);
 }
 
+TEST_F(ConfigTest, PoolAndAdmissionDefaults) {
+  absl::StatusOr<Config> config = ConfigFromFlags();
+  ASSERT_THAT(config, IsOk()) << config.status();
+  // fork mode with rate 0 and /32, /64 is popa3d's policy unchanged.
+  EXPECT_EQ(config->mode, DaemonMode::kFork);
+  EXPECT_EQ(config->workers, 0);
+  EXPECT_EQ(config->pool_user, "");
+  EXPECT_EQ(config->pool_group, "");
+  EXPECT_EQ(config->auth_threads, 0);
+  EXPECT_EQ(config->auth_queue, 256);
+  EXPECT_EQ(config->auth_cache_ttl, absl::Minutes(5));
+  EXPECT_EQ(config->auth_cache_size, 65536);
+  EXPECT_EQ(config->rate_per_source, 0);
+  EXPECT_EQ(config->burst_per_source, 20);
+  EXPECT_EQ(config->source_prefix_v4, 32);
+  EXPECT_EQ(config->source_prefix_v6, 64);
+  EXPECT_EQ(config->max_tracked_sources, 65536);
+  EXPECT_EQ(config->preauth_timeout, absl::Seconds(60));
+  EXPECT_EQ(config->auth_fail_delay, absl::Milliseconds(500));
+  EXPECT_EQ(config->auth_fail_max_delay, absl::Seconds(8));
+  EXPECT_EQ(config->auth_lockout_failures, 30);
+  EXPECT_EQ(config->auth_lockout, absl::Minutes(5));
+  EXPECT_FALSE(config->refuse_with_error);
+  EXPECT_EQ(config->drain_timeout, absl::Seconds(600));
+  EXPECT_EQ(config->max_sessions_per_worker, 0);
+}
+
+TEST_F(ConfigTest, PoolAndAdmissionFlagsFromCommandLine) {
+  const char* args[] = {"popgate",
+                        "-D",
+                        "--mode=pool",
+                        "--workers=3",
+                        "--pool_user=vmail",
+                        "--pool_group=mail",
+                        "--auth_threads=2",
+                        "--auth_queue=10",
+                        "--auth_cache_ttl=0",
+                        "--auth_cache_size=0",
+                        "--rate_per_source=0.5",
+                        "--burst_per_source=4",
+                        "--source_prefix_v4=24",
+                        "--source_prefix_v6=48",
+                        "--max_tracked_sources=100",
+                        "--preauth_timeout=20s",
+                        "--auth_fail_delay=0",
+                        "--auth_fail_max_delay=2s",
+                        "--auth_lockout_failures=0",
+                        "--auth_lockout=1h",
+                        "--refuse_with_error",
+                        "--drain_timeout=30s",
+                        "--max_sessions_per_worker=5000"};
+  std::vector<char*> argv;
+  for (const char* a : args) argv.push_back(const_cast<char*>(a));
+  absl::ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+  absl::StatusOr<Config> config = ConfigFromFlags();
+  ASSERT_THAT(config, IsOk()) << config.status();
+  EXPECT_EQ(config->mode, DaemonMode::kPool);
+  EXPECT_EQ(config->workers, 3);
+  EXPECT_EQ(config->pool_user, "vmail");
+  EXPECT_EQ(config->pool_group, "mail");
+  EXPECT_EQ(config->auth_threads, 2);
+  EXPECT_EQ(config->auth_queue, 10);
+  EXPECT_EQ(config->auth_cache_ttl, absl::ZeroDuration());
+  EXPECT_EQ(config->auth_cache_size, 0);
+  EXPECT_EQ(config->rate_per_source, 0.5);
+  EXPECT_EQ(config->burst_per_source, 4);
+  EXPECT_EQ(config->source_prefix_v4, 24);
+  EXPECT_EQ(config->source_prefix_v6, 48);
+  EXPECT_EQ(config->max_tracked_sources, 100);
+  EXPECT_EQ(config->preauth_timeout, absl::Seconds(20));
+  EXPECT_EQ(config->auth_fail_delay, absl::ZeroDuration());
+  EXPECT_EQ(config->auth_fail_max_delay, absl::Seconds(2));
+  EXPECT_EQ(config->auth_lockout_failures, 0);
+  EXPECT_EQ(config->auth_lockout, absl::Hours(1));
+  EXPECT_TRUE(config->refuse_with_error);
+  EXPECT_EQ(config->drain_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->max_sessions_per_worker, 5000);
+}
+
 TEST_F(ConfigTest, StructDefaultsEqualFlagDefaults) {
   // Tests build Config by hand; its defaults must not drift from the flags'.
   absl::StatusOr<Config> from_flags = ConfigFromFlags();
@@ -73,6 +153,26 @@ TEST_F(ConfigTest, StructDefaultsEqualFlagDefaults) {
   EXPECT_EQ(by_hand.idle_timeout, from_flags->idle_timeout);
   EXPECT_EQ(by_hand.max_line_bytes, from_flags->max_line_bytes);
   EXPECT_EQ(by_hand.max_messages, from_flags->max_messages);
+  EXPECT_EQ(by_hand.mode, from_flags->mode);
+  EXPECT_EQ(by_hand.workers, from_flags->workers);
+  EXPECT_EQ(by_hand.auth_threads, from_flags->auth_threads);
+  EXPECT_EQ(by_hand.auth_queue, from_flags->auth_queue);
+  EXPECT_EQ(by_hand.auth_cache_ttl, from_flags->auth_cache_ttl);
+  EXPECT_EQ(by_hand.auth_cache_size, from_flags->auth_cache_size);
+  EXPECT_EQ(by_hand.rate_per_source, from_flags->rate_per_source);
+  EXPECT_EQ(by_hand.burst_per_source, from_flags->burst_per_source);
+  EXPECT_EQ(by_hand.source_prefix_v4, from_flags->source_prefix_v4);
+  EXPECT_EQ(by_hand.source_prefix_v6, from_flags->source_prefix_v6);
+  EXPECT_EQ(by_hand.max_tracked_sources, from_flags->max_tracked_sources);
+  EXPECT_EQ(by_hand.preauth_timeout, from_flags->preauth_timeout);
+  EXPECT_EQ(by_hand.auth_fail_delay, from_flags->auth_fail_delay);
+  EXPECT_EQ(by_hand.auth_fail_max_delay, from_flags->auth_fail_max_delay);
+  EXPECT_EQ(by_hand.auth_lockout_failures, from_flags->auth_lockout_failures);
+  EXPECT_EQ(by_hand.auth_lockout, from_flags->auth_lockout);
+  EXPECT_EQ(by_hand.refuse_with_error, from_flags->refuse_with_error);
+  EXPECT_EQ(by_hand.drain_timeout, from_flags->drain_timeout);
+  EXPECT_EQ(by_hand.max_sessions_per_worker,
+            from_flags->max_sessions_per_worker);
 }
 
 struct ListenCase {
@@ -359,7 +459,52 @@ TEST_F(ConfigTest, OutOfRangeValuesNameTheFlag) {
        [] { absl::SetFlag(&FLAGS_max_auth_attempts, 0); }},
       {"--max_mailbox_bytes",
        [] { absl::SetFlag(&FLAGS_max_mailbox_bytes, int64_t{0}); }},
-      {"--max_messages", [] { absl::SetFlag(&FLAGS_max_messages, int64_t{-1}); }},
+      {"--max_messages",
+       [] { absl::SetFlag(&FLAGS_max_messages, int64_t{-1}); }},
+      {"--mode", [] { absl::SetFlag(&FLAGS_mode, "threads"); }},
+      {"--mode", [] { absl::SetFlag(&FLAGS_mode, ""); }},
+      {"--workers", [] { absl::SetFlag(&FLAGS_workers, -1); }},
+      {"--workers", [] { absl::SetFlag(&FLAGS_workers, 1025); }},
+      {"--pool_user", [] { absl::SetFlag(&FLAGS_pool_user, "a/b"); }},
+      {"--pool_group", [] { absl::SetFlag(&FLAGS_pool_group, ".mail"); }},
+      {"--auth_threads", [] { absl::SetFlag(&FLAGS_auth_threads, -1); }},
+      {"--auth_queue", [] { absl::SetFlag(&FLAGS_auth_queue, 0); }},
+      {"--auth_cache_ttl",
+       [] { absl::SetFlag(&FLAGS_auth_cache_ttl, absl::Seconds(-1)); }},
+      {"--auth_cache_ttl",
+       [] { absl::SetFlag(&FLAGS_auth_cache_ttl, absl::InfiniteDuration()); }},
+      {"--auth_cache_size", [] { absl::SetFlag(&FLAGS_auth_cache_size, -1); }},
+      {"--rate_per_source",
+       [] { absl::SetFlag(&FLAGS_rate_per_source, -1.0); }},
+      {"--rate_per_source",
+       [] { absl::SetFlag(&FLAGS_rate_per_source, std::nan("")); }},
+      {"--burst_per_source", [] { absl::SetFlag(&FLAGS_burst_per_source, 0); }},
+      {"--source_prefix_v4",
+       [] { absl::SetFlag(&FLAGS_source_prefix_v4, 33); }},
+      {"--source_prefix_v6",
+       [] { absl::SetFlag(&FLAGS_source_prefix_v6, 129); }},
+      {"--source_prefix_v6",
+       [] { absl::SetFlag(&FLAGS_source_prefix_v6, -1); }},
+      {"--max_tracked_sources",
+       [] { absl::SetFlag(&FLAGS_max_tracked_sources, 0); }},
+      {"--preauth_timeout",
+       [] { absl::SetFlag(&FLAGS_preauth_timeout, absl::ZeroDuration()); }},
+      {"--auth_fail_delay",
+       [] { absl::SetFlag(&FLAGS_auth_fail_delay, absl::Minutes(2)); }},
+      {"--auth_fail_max_delay",
+       [] {
+         absl::SetFlag(&FLAGS_auth_fail_max_delay, absl::Milliseconds(100));
+       }},
+      {"--auth_lockout_failures",
+       [] { absl::SetFlag(&FLAGS_auth_lockout_failures, -1); }},
+      {"--auth_lockout",
+       [] { absl::SetFlag(&FLAGS_auth_lockout, absl::ZeroDuration()); }},
+      {"--drain_timeout",
+       [] { absl::SetFlag(&FLAGS_drain_timeout, absl::ZeroDuration()); }},
+      {"--drain_timeout",
+       [] { absl::SetFlag(&FLAGS_drain_timeout, absl::Hours(25)); }},
+      {"--max_sessions_per_worker",
+       [] { absl::SetFlag(&FLAGS_max_sessions_per_worker, -1); }},
   };
   for (const BadFlagCase& c : cases) {
     absl::FlagSaver saver;
