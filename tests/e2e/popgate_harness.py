@@ -913,3 +913,139 @@ POPA3D_AUTH_FAILED = b"-ERR Authentication failed (bad password?)"
 
 def auth_failed_text(is_popgate=True):
     return AUTH_FAILED if is_popgate else POPA3D_AUTH_FAILED
+
+
+# --------------------------------------------------------------------------
+# --mode=pool: probing the binary, the master's children (test_pool.py).
+
+_HELP_CACHE = {}
+
+
+def popgate_flag_help(name, binary=None):
+    """The help entry of flag --name in `popgate --helpfull` (abseil's
+    format: `    --name (text); default: value;`), or None if there is no
+    such flag."""
+    binary = binary or popgate_bin()
+    if not binary:
+        return None
+    if binary not in _HELP_CACHE:
+        try:
+            r = subprocess.run([binary, "--helpfull"], capture_output=True,
+                               timeout=10, stdin=subprocess.DEVNULL)
+            _HELP_CACHE[binary] = (r.stdout + r.stderr).decode(errors="replace")
+        except (OSError, subprocess.TimeoutExpired):
+            _HELP_CACHE[binary] = ""
+    m = re.search(r"^ {4}--" + re.escape(name) + r" \((.*?)(?=^ {4}--|^\S|\Z)",
+                  _HELP_CACHE[binary], re.M | re.S)
+    return m.group(1) if m else None
+
+
+def require_pool_mode():
+    """Skips unless the daemon knows --mode=pool (so its suite can land
+    before the feature does)."""
+    binary = require_popgate()
+    text = popgate_flag_help("mode", binary)
+    if text is None or "pool" not in text:
+        raise unittest.SkipTest("this popgate has no --mode=pool")
+    return binary
+
+
+def proc_status(pid):
+    """/proc/PID/status as {field: value}, or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+    except (OSError, ValueError):
+        return None
+
+
+def proc_ids(pid):
+    """(uids, gids, groups) of PID: uids and gids are the 4-tuples
+    (real, effective, saved, filesystem); None once the process is gone."""
+    st = proc_status(pid)
+    if st is None:
+        return None
+    uids = tuple(int(x) for x in st["Uid"].split())
+    gids = tuple(int(x) for x in st["Gid"].split())
+    groups = tuple(int(x) for x in st.get("Groups", "").split())
+    return uids, gids, groups
+
+
+def child_pids(pid):
+    """Live (non-zombie) children of PID, from /proc/PID/task/*/children."""
+    out = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out.update(int(x) for x in f.read().split())
+        except OSError:
+            continue
+    live = []
+    for c in sorted(out):
+        st = proc_status(c)
+        if st is not None and not st.get("State", "").startswith("Z"):
+            live.append(c)
+    return live
+
+
+def tree_pids(pid):
+    """PID and all its live descendants."""
+    out, todo = [], [pid]
+    while todo and len(out) < 10000:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(child_pids(p))
+    return out
+
+
+class PoolDaemon(Daemon):
+    """popgate -D --mode=pool: a root master, one auth process (root) and
+    --workers workers running as the pool account, all children of the
+    master. Tells them apart by uid; kill() also SIGKILLs every descendant
+    by pid, in case a child left the daemon's process group."""
+
+    def children(self):
+        return child_pids(self.proc.pid) if self.proc else []
+
+    def auth_pids(self):
+        return [c for c in self.children() if (proc_ids(c) or ((1,),))[0][0] == 0]
+
+    def worker_pids(self):
+        return [c for c in self.children() if (proc_ids(c) or ((0,),))[0][0] != 0]
+
+    def wait_children(self, workers, timeout=START_TIMEOUT, exclude=(), exact=True):
+        """Waits until the master has exactly one auth process and `workers`
+        workers (at least that many if not `exact`: old ones draining), none
+        of them in `exclude` (pids that were killed); returns (auth_pid,
+        [worker pids]). Raises AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            a, w = self.auth_pids(), self.worker_pids()
+            enough = len(w) == workers if exact else len(w) >= workers
+            if len(a) == 1 and enough and not set(a + w) & set(exclude):
+                return a[0], w
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"after {timeout}s the master has auth processes {a} and "
+                    f"workers {w} (want 1 and {workers}, none of {list(exclude)})")
+            time.sleep(0.05)
+
+    def rss_anon_kb(self):
+        """Sum of RssAnon over the master and its descendants."""
+        total = 0
+        for p in tree_pids(self.proc.pid):
+            st = proc_status(p)
+            if st and "RssAnon" in st:
+                total += int(st["RssAnon"].split()[0])
+        return total
+
+    def kill(self):
+        pids = tree_pids(self.proc.pid) if self.proc and self.proc.poll() is None else []
+        for p in pids[1:]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p, signal.SIGKILL)
+        super().kill()
