@@ -3,8 +3,9 @@
 
 Inputs in $OUT: <scenario>.<server>.json (popgate-flood --json of the measured,
 legitimate clients), flood.<server>.attack.json (the attackers), <scenario>.<server>.proc.json
-(proctree), ceiling.json (copyceiling), broken.<server>, hwm.<server>. Run facts come in
-the environment from run.sh.
+(proctree), ceiling.json (copyceiling), broken.<server>, hwm.<server>; for flood10k also
+flood10k.<server>.{unloaded,hold,pss0,pss1}.json and .held/.held_end (see run.sh). Run facts
+come in the environment from run.sh.
 """
 import json
 import os
@@ -18,8 +19,10 @@ SCENARIOS = [
     ("retr4k", "download: RETR one 4 KB msg, 8 clients"),
     ("retr200m", "RETR throughput, 1 client, big mailbox"),
     ("flood", "8 legit poll clients under flood"),
+    ("flood10k", "8 legit poll clients, 10,000 held idle + connect-close:50"),
 ]
-SERVERS = ["popgate", "popgate-d", "popa3d", "dovecot"]
+SERVERS = ["popgate", "popgate-d", "popgate-pool", "popgate-pool-cache", "popa3d", "dovecot"]
+POOL = ["popgate-pool", "popgate-pool-cache"]
 PEERS = ["popa3d", "dovecot"]
 
 
@@ -76,7 +79,7 @@ def row(sc, srv):
         "seconds": js.get("seconds"),
     }
     sessions = s.get("ok", 0)
-    att = load(f"{sc}.{srv}.attack.json") if sc == "flood" else None
+    att = load(f"{sc}.{srv}.attack.json") if sc in ("flood", "flood10k") else None
     if att:
         sessions += finished(att)
         acc = sum(x.get("attacker", {}).get("accepted", 0) for x in att.get("scenarios", []))
@@ -184,10 +187,16 @@ w("")
 w("Servers: **popgate** = admission opened for the load (`--max_sessions_per_source=10000 "
   "--max_sessions=10000 --min_session_slot=0`); **popgate-d** = popgate with popa3d's policy "
   "(`--max_sessions_per_source=50 --max_sessions=500 --min_session_slot=10s`, popgate's "
-  "defaults); **popa3d** = `popa3d -D` as shipped (50 per source, 500 in all, a slot held "
+  "defaults); **popgate-pool** = `--mode=pool --workers=2 --auth_cache_ttl=0` (two io_uring "
+  "workers as one unprivileged account, one auth process, no auth cache) with "
+  "`--max_sessions=30000 --max_sessions_per_source=1000 --min_session_slot=0`; "
+  "**popgate-pool-cache** = the same with the auth cache on (default TTL 5 min: after the "
+  "first login of each user, no hash); **popa3d** = `popa3d -D` as shipped (50 per source, 500 in all, a slot held "
   "10 s: at most 50 session starts/s, listen backlog 5); **dovecot** = `service_count=0`, "
   "`process_min_avail=2` for pop3-login, `pop3_no_flag_updates=yes`, other settings default "
-  "(no auth cache, one pop3 process per session).")
+  "(no auth cache, one pop3 process per session); for flood10k its limits are raised "
+  "(`default_client_limit=20000`, `default_process_limit=200`, pop3-login `client_limit=2000`, "
+  "`process_limit=32`).")
 w("")
 w("## Ratios popgate / peer")
 w("")
@@ -203,7 +212,8 @@ def ratio(a, b):
     return f"{a / b:.2f}x"
 
 
-pairs = [("popgate", p) for p in PEERS] + [("popgate-d", "popa3d")]
+pairs = ([("popgate", p) for p in PEERS] + [("popgate-d", "popa3d")] +
+         [(m, p) for m in POOL for p in PEERS])
 for sc, _ in SCENARIOS:
     for mine, peer in pairs:
         a, b = rows.get((sc, mine)), rows.get((sc, peer))
@@ -213,6 +223,121 @@ for sc, _ in SCENARIOS:
           f"{ratio(a['mbps'], b['mbps'])} | {ratio(a.get('cpu1k'), b.get('cpu1k'))} | "
           f"{ratio(a.get('pss'), b.get('pss'))} | {ratio(a.get('anon'), b.get('anon'))} |")
 w("")
+
+
+def first_scenario(js):
+    return (js or {}).get("scenarios", [{}])[0] if (js or {}).get("scenarios") else None
+
+
+def flood10k(srv):
+    """The flood10k figures of one server, or None if it was not run."""
+    js = first_scenario(load(f"flood10k.{srv}.json"))
+    if js is None:
+        return None
+    f = {}
+    done = js.get("ok", 0) + js.get("failed", 0)
+    f["ok"], f["done"] = js.get("ok", 0), done
+    f["success"] = js.get("ok", 0) / done * 100 if done else None
+    lat = js.get("latency_us", {})
+    f["p50"] = lat.get("p50", 0) / 1000 if lat.get("count") else None
+    f["p99"] = lat.get("p99", 0) / 1000 if lat.get("count") else None
+    un = first_scenario(load(f"flood10k.{srv}.unloaded.json")) or {}
+    ulat = un.get("latency_us", {})
+    f["p99_unloaded"] = ulat.get("p99", 0) / 1000 if ulat.get("count") else None
+    f["sps_unloaded"] = un.get("ok_per_sec")
+    f["sps"] = js.get("ok_per_sec")
+    try:
+        f["held"] = int(read(f"flood10k.{srv}.held"))
+        f["held_end"] = int(read(f"flood10k.{srv}.held_end"))
+    except (TypeError, ValueError):
+        f["held"] = f["held_end"] = None
+    p0, p1 = load(f"flood10k.{srv}.pss0.json"), load(f"flood10k.{srv}.pss1.json")
+    f["pss0"] = p0.get("peak_pss_kb") / 1024 if p0 else None
+    f["pss1"] = p1.get("peak_pss_kb") / 1024 if p1 else None
+    f["kb_per_conn"] = f["anon_kb_per_conn"] = None
+    if p0 and p1 and f["held"]:
+        f["kb_per_conn"] = (p1["peak_pss_kb"] - p0["peak_pss_kb"]) / f["held"]
+        f["anon_kb_per_conn"] = (p1.get("peak_pss_anon_kb", 0) -
+                                 p0.get("peak_pss_anon_kb", 0)) / f["held"]
+    f["procs"] = p1.get("peak_procs") if p1 else None
+    hold = load(f"flood10k.{srv}.hold.json")
+    f["hold_accepted"] = sum(x.get("attacker", {}).get("accepted", 0)
+                             for x in (hold or {}).get("scenarios", []))
+    f["hold_refused"] = sum(x.get("attacker", {}).get("refused", 0)
+                            for x in (hold or {}).get("scenarios", []))
+    att = load(f"flood10k.{srv}.attack.json")
+    f["cc_accepted"] = sum(x.get("attacker", {}).get("accepted", 0)
+                           for x in (att or {}).get("scenarios", []))
+    f["cc_refused"] = sum(x.get("attacker", {}).get("refused", 0)
+                          for x in (att or {}).get("scenarios", []))
+    f["outcomes"] = {k: v for k, v in js.get("outcomes", {}).items() if v and k != "ok"}
+    return f
+
+
+f10 = {srv: flood10k(srv) for srv in SERVERS}
+f10 = {k: v for k, v in f10.items() if v is not None}
+if f10:
+    w("## flood10k: 10,000 idle connections plus a connect flood")
+    w("")
+    w("Per server: 8 legitimate poll clients (127.0.2.1-8) alone for the run length (the "
+      "unloaded baseline); then popgate-flood hold-idle:10000 from 127.0.1.1-50 (two "
+      "processes) until the held count stops growing; then connect-close:50 from the same "
+      "sources joins while the 8 clients run again. held = server-side connections "
+      "established and accepted by a server process (`ss -p`) when the hold stopped "
+      "growing, and at the end of the loaded run; "
+      "memory per idle connection = PSS of the server tree with them held minus before the "
+      "hold, divided by held (anon: the same for anonymous memory; socket buffers are "
+      "kernel memory and not included). success = sessions ending in QUIT +OK / sessions "
+      "attempted by the 8 clients. popgate (fork mode) is not run: 10,000 processes.")
+    w("")
+    w("| server | held (start / end) | legit success | sessions/s (unloaded) | p50 ms | p99 ms | "
+      "unloaded p99 ms | PSS before → held MB | KB/idle conn | anon KB/idle conn | "
+      "hold-idle accepted / refused | connect-close accepted / refused | notes |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for srv in SERVERS:
+        f = f10.get(srv)
+        if f is None:
+            continue
+        held = f"{fmt(f['held'])} / {fmt(f['held_end'])}" if f["held"] is not None else "—"
+        succ = f"{f['success']:.1f}%" if f["success"] is not None else "—"
+        mem = (f"{fmt(f['pss0'])} → {fmt(f['pss1'])}" if f["pss0"] is not None and
+               f["pss1"] is not None else "—")
+        note = []
+        if f["outcomes"]:
+            note.append("failed " + ", ".join(
+                f"{k} {v:,}" for k, v in sorted(f["outcomes"].items(), key=lambda kv: -kv[1])[:3]))
+        if f["held"] is not None and f["held"] < 9000:
+            note.append("refused most of the 10,000 (its admission policy)")
+        if f["procs"]:
+            note.append(f"{f['procs']} procs while held")
+        w(f"| {srv} | {held} | {succ} | {fmt(f['sps'])} ({fmt(f['sps_unloaded'])}) | "
+          f"{fmt(f['p50'])} | {fmt(f['p99'])} | {fmt(f['p99_unloaded'])} | {mem} | "
+          f"{fmt(f['kb_per_conn'])} | {fmt(f['anon_kb_per_conn'])} | "
+          f"{f['hold_accepted']:,} / {f['hold_refused']:,} | "
+          f"{f['cc_accepted']:,} / {f['cc_refused']:,} | {'; '.join(note)} |")
+    w("")
+    rows10 = [(m, p) for m in POOL + ["popgate-d"] for p in PEERS
+              if m in f10 and p in f10 and not (m == "popgate-d" and p == "dovecot")]
+    if rows10:
+        w("Ratios (popgate row / peer): success and sessions/s higher is better; p99, the "
+          "p99 growth under the flood (loaded p99 / unloaded p99) and memory per idle "
+          "connection lower is better. A peer that held few connections has a noisy "
+          "per-connection figure.")
+        w("")
+        w("| popgate row | peer | legit success | sessions/s | p99 | p99 growth | KB/idle conn | held |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|")
+
+        def growth(f):
+            if f["p99"] is None or not f["p99_unloaded"]:
+                return None
+            return f["p99"] / f["p99_unloaded"]
+
+        for m, p in rows10:
+            a, b = f10[m], f10[p]
+            w(f"| {m} | {p} | {ratio(a['success'], b['success'])} | {ratio(a['sps'], b['sps'])} | "
+              f"{ratio(a['p99'], b['p99'])} | {ratio(growth(a), growth(b))} | "
+              f"{ratio(a['kb_per_conn'], b['kb_per_conn'])} | {ratio(a['held'], b['held'])} |")
+        w("")
 w("## Loopback copy ceiling")
 w("")
 if ceiling:
@@ -239,9 +364,10 @@ w("- One network namespace (`ip netns add popgate-bench-PID`, lo up) and inside 
   "(Dovecot's libexec and module paths are compiled in).")
 w("- The same sha512-crypt hash (5000 rounds) for every user: in the shadow copy for popa3d, "
   "in one passwd-file (`user:{SHA512-CRYPT}$6$...:uid:gid::home:`) for popgate and Dovecot "
-  "(passdb and userdb). Each server gets its own copy of identical mbox files (all in tmpfs); "
-  "no scenario deletes mail.")
-w("- All four servers run at once on different ports; each scenario runs against each server "
+  "(passdb and userdb). Each server gets its own copy of identical mbox files (all in tmpfs; "
+  "the two pool servers share one, mode 0660 with the users' group, which the workers' "
+  "account is in); no scenario deletes mail.")
+w("- All servers run at once on different ports; each scenario runs against each server "
   "in turn, with the server's process tree sampled every 250 ms. popgate-flood runs in the "
   "same namespace with --threads as above; in `flood` a second popgate-flood process runs "
   "connect-close:50 + hold-idle:200 from 127.0.1.1-50 while the measured poll:8 clients use "
@@ -259,7 +385,7 @@ w("- popa3d's admission policy caps it at 50 session starts/s and silently close
   "which shows in p99. The popgate-d rows show popgate under the same policy.")
 w(f"- Every login verifies the same sha512-crypt hash (5000 rounds): {E('CRYPT_MS')} ms of CPU "
   "per verification on this machine at the time of the run (Python crypt, 50 calls), the floor "
-  "under CPU s/1k sessions (no server caches passwords here). popa3d forks per session (plus "
+  "under CPU s/1k sessions (no server caches passwords here, except popgate-pool-cache). popa3d forks per session (plus "
   "an auth child), Dovecot runs one pop3 process per session behind its login processes.")
 w("- Peak RSS sums count shared pages once per process and so overstate forking servers; "
   "prefer peak PSS. CPU of a session whose process was not yet reaped when sampling stopped "

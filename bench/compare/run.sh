@@ -4,7 +4,8 @@
 # a network namespace and a private mount namespace this script creates.
 #
 #   sudo bench/compare/run.sh [--duration=10s] [--big-messages=2000] [--big-kb=100]
-#        [--servers=popgate,popgate-d,popa3d,dovecot] [--ceiling-mb=200]
+#        [--servers=popgate,popgate-d,popgate-pool,popgate-pool-cache,popa3d,dovecot]
+#        [--scenarios=poll8,poll64,retr4k,retr200m,flood,flood10k] [--ceiling-mb=200]
 #        [--popgate=PATH] [--flood=PATH] [--results=bench/RESULTS.md|-]
 #        [--flood-threads=1] [--users=64]
 #
@@ -13,6 +14,11 @@
 #   popgate    127.0.0.1:1110  admission opened up for the load:
 #              --max_sessions_per_source=10000 --max_sessions=10000 --min_session_slot=0
 #   popgate-d  127.0.0.1:1111  popa3d's policy (50 per source, 500 in all, slot held 10 s)
+#   popgate-pool        127.0.0.1:1112  --mode=pool --workers=2, auth cache off
+#              (--auth_cache_ttl=0), admission opened up (--max_sessions=30000
+#              --max_sessions_per_source=1000 --min_session_slot=0); workers run as
+#              pgpool:pgbench, reading a copy of the spool with mboxes 0660 user:pgbench
+#   popgate-pool-cache  127.0.0.1:1113  the same with the auth cache on (its default TTL)
 #   popa3d     0.0.0.0:110     Debian's popa3d -D, PAM (pam_unix), /var/mail/<user>
 #   dovecot    127.0.0.1:2110  Debian dovecot-core/dovecot-pop3d 2.3 unpacked with
 #              dpkg -x into /var/cache/popgate-bench/dovecot, run through an overlay of /usr
@@ -26,6 +32,13 @@
 #   flood     connect-close:50 + hold-idle:200 from 127.0.1.1-50, while poll:8 runs
 #             from 127.0.2.1-8 (two popgate-flood processes at once); the row shows
 #             the legitimate clients' figures
+#   flood10k  per server: poll:8 from 127.0.2.1-8 alone (the unloaded baseline); then
+#             hold-idle:10000 from 127.0.1.1-50 (--processes=2: under 20,000 fds per
+#             process), PSS of the server tree before and once the held count stops
+#             growing (memory per idle connection = delta / connections held: the
+#             accepted ones, ss -p); then connect-close:50 from the same sources joins
+#             and poll:8 runs again (the row). Not run against popgate (fork mode:
+#             10,000 processes).
 # Each run samples the server's whole process tree (bench/compare/proctree.cc):
 # CPU seconds = delta of utime+stime+cutime+cstime over the tree, peak RSS and
 # peak PSS (and anonymous PSS) sums. Then the loopback copy ceiling (bench/compare/copyceiling.cc).
@@ -47,7 +60,8 @@ CACHE=/var/cache/popgate-bench
 DURATION=10s
 BIG_MESSAGES=2000
 BIG_KB=100
-SERVERS=popgate,popgate-d,popa3d,dovecot
+SERVERS=popgate,popgate-d,popgate-pool,popgate-pool-cache,popa3d,dovecot
+SCENARIO_LIST=poll8,poll64,retr4k,retr200m,flood,flood10k
 CEILING_MB=200
 POPGATE=""
 FLOOD=""
@@ -57,7 +71,7 @@ NUSERS=64
 INNER=0
 ORIG_ARGS=("$@")
 
-usage() { sed -n '2,39p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,52p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
   case "$arg" in
@@ -65,6 +79,7 @@ for arg in "$@"; do
     --big-messages=*) BIG_MESSAGES=${arg#*=} ;;
     --big-kb=*) BIG_KB=${arg#*=} ;;
     --servers=*) SERVERS=${arg#*=} ;;
+    --scenarios=*) SCENARIO_LIST=${arg#*=} ;;
     --ceiling-mb=*) CEILING_MB=${arg#*=} ;;
     --popgate=*) POPGATE=${arg#*=} ;;
     --flood=*) FLOOD=${arg#*=} ;;
@@ -97,7 +112,14 @@ DUR_S=$(secs "$DURATION")
 has_server() { [[ ",$SERVERS," == *",$1,"* ]]; }
 log() { printf '[run.sh %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-SCENARIOS=(poll8 poll64 retr4k retr200m flood)
+ALL_SERVERS=(popgate popgate-d popgate-pool popgate-pool-cache popa3d dovecot)
+ALL_SCENARIOS=(poll8 poll64 retr4k retr200m flood flood10k)
+SCENARIOS=()
+for sc in "${ALL_SCENARIOS[@]}"; do [[ ",$SCENARIO_LIST," == *",$sc,"* ]] && SCENARIOS+=("$sc"); done
+((${#SCENARIOS[@]})) || { echo "run.sh: --scenarios names none of ${ALL_SCENARIOS[*]}" >&2; exit 2; }
+for s in ${SERVERS//,/ }; do
+  [[ " ${ALL_SERVERS[*]} " == *" $s "* ]] || { echo "run.sh: unknown server $s" >&2; exit 2; }
+done
 PASSWORD=bench-Secret1
 
 # ----------------------------------------------------------------------------
@@ -133,6 +155,8 @@ inner_main() {
   cp /etc/passwd "$etc/passwd"; cp /etc/shadow "$etc/shadow"; cp /etc/group "$etc/group"
   chmod 644 "$etc/passwd" "$etc/group"; chmod 640 "$etc/shadow"
   echo "pgbench:x:61000:" >> "$etc/group"
+  # The --mode=pool workers' account: group pgbench gives it the pool spool copy.
+  echo "pgpool:x:60990:61000:popgate pool workers:/nonexistent:/usr/sbin/nologin" >> "$etc/passwd"
   # Dovecot's default internal and login users (its conf also names group dovecot).
   getent group dovecot >/dev/null || echo "dovecot:x:60998:" >> "$etc/group"
   getent group dovenull >/dev/null || echo "dovenull:x:60999:" >> "$etc/group"
@@ -193,20 +217,30 @@ with open(f"{out}/pgbig", "w") as f:
         f.write(message("pgbig", n, big_kb * 1024))
 PY
   local spool
-  mkdir -p "$RUN/spool-popgate" "$RUN/spool-dovecot"
+  mkdir -p "$RUN/spool-popgate" "$RUN/spool-dovecot" "$RUN/spool-pool"
   chmod 1777 "$RUN/spool-popgate" "$RUN/spool-dovecot"
-  for spool in /var/mail "$RUN/spool-popgate" "$RUN/spool-dovecot"; do
+  # The pool workers run as one account (pgpool, group pgbench): like a Debian
+  # spool (root:mail 2775, mboxes user:mail 0660) with pgbench as the mail group.
+  chown root:61000 "$RUN/spool-pool"; chmod 2775 "$RUN/spool-pool"
+  local need_pool=0
+  { has_server popgate-pool || has_server popgate-pool-cache; } && need_pool=1
+  for spool in /var/mail "$RUN/spool-popgate" "$RUN/spool-dovecot" "$RUN/spool-pool"; do
+    [[ $spool == "$RUN/spool-pool" ]] && ((need_pool == 0)) && continue
     for u in "${users[@]}"; do
       if [[ $u == pgbig ]]; then uid=61000; else uid=$((61000 + ${u#pgb})); fi
       cp "$RUN/src/$u" "$spool/$u"
       chown "$uid:61000" "$spool/$u"; chmod 600 "$spool/$u"
+      [[ $spool == "$RUN/spool-pool" ]] && chmod 660 "$spool/$u"
     done
   done
   rm -rf "$RUN/src"
   log "mailboxes ready"
 
   # --- servers ----------------------------------------------------------------
-  declare -gA PORT=([popgate]=1110 [popgate-d]=1111 [popa3d]=110 [dovecot]=2110)
+  declare -gA PORT=([popgate]=1110 [popgate-d]=1111 [popgate-pool]=1112
+                    [popgate-pool-cache]=1113 [popa3d]=110 [dovecot]=2110)
+  # flood10k holds 10,000 connections; each server may use up to the hard limit.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   declare -gA BROKEN=()
   if has_server popgate; then
     mkdir -p "$RUN/state-popgate"; chmod 1777 "$RUN/state-popgate"
@@ -226,6 +260,22 @@ PY
       </dev/null >"$LOGS/popgate-d.log" 2>&1 &
     PID[popgate-d]=$!
   fi
+  local pool_srv pool_cache
+  for pool_srv in popgate-pool popgate-pool-cache; do
+    has_server "$pool_srv" || continue
+    # Auth cache off for popgate-pool (every login hashes, as the other servers do);
+    # popgate-pool-cache keeps the default TTL.
+    pool_cache=(--auth_cache_ttl=0)
+    [[ $pool_srv == popgate-pool-cache ]] && pool_cache=()
+    mkdir -p "$RUN/state-$pool_srv"; chmod 1777 "$RUN/state-$pool_srv"
+    "$POPGATE" -D --foreground --log=stderr --listen=127.0.0.1:${PORT[$pool_srv]} \
+      --auth=passwd-file:"$etc/users.passwd" --mail=mbox:"$RUN/spool-pool/%u" \
+      --state_dir="$RUN/state-$pool_srv" \
+      --mode=pool --workers=2 --pool_user=pgpool --pool_group=pgbench "${pool_cache[@]}" \
+      --max_sessions=30000 --max_sessions_per_source=1000 --min_session_slot=0 \
+      </dev/null >"$LOGS/$pool_srv.log" 2>&1 &
+    PID[$pool_srv]=$!
+  done
   if has_server popa3d; then
     if [[ -x /usr/sbin/popa3d ]] && id popa3d >/dev/null 2>&1 && [[ -f /etc/pam.d/popa3d ]]; then
       mkdir -p /var/lib/popa3d
@@ -290,7 +340,15 @@ service pop3-login {
   }
   service_count = 0
   process_min_avail = 2
+  # flood10k holds 10,000 pre-login connections: a login process keeps at most
+  # client_limit of them (past it, it drops the oldest), the master starts up to
+  # process_limit of them.
+  client_limit = 2000
+  process_limit = 32
 }
+# Room for 10,000 connections in the services sized from these defaults.
+default_client_limit = 20000
+default_process_limit = 200
 EOF
       LD_LIBRARY_PATH=/usr/lib/dovecot /usr/sbin/dovecot -F -c "$dc/dovecot.conf" \
         </dev/null >"$LOGS/dovecot.stderr" 2>&1 &
@@ -302,7 +360,7 @@ EOF
 
   # Wait for greetings (bounded), then check that a login works on each.
   local s ok t
-  for s in popgate popgate-d popa3d dovecot; do
+  for s in "${ALL_SERVERS[@]}"; do
     has_server "$s" || continue
     [[ -n "${BROKEN[$s]:-}" ]] && continue
     ok=0
@@ -331,14 +389,74 @@ EOF
   local legit_src=(--source=127.0.3.1-127.0.3.64)
   local common=(--duration="${DUR_S}s" --threads="$FLOOD_THREADS" --timeout=30s)
   local kill_after=$((DUR_S + 40)) sc root spid fp
+  # flood10k against server $1 (pid $2, port $3); see the header. Files:
+  # flood10k.S.unloaded.json (poll:8 alone), .pss0/.pss1.json (proctree snapshots
+  # before the hold and once it stopped growing), .held (server-side established
+  # connections then, ss), .hold.json and .attack.json (hold-idle, connect-close),
+  # .json and .proc.json (poll:8 under the flood, the tree during it), .held_end.
+  flood10k_run() {
+    local s=$1 root=$2 port=$3 hp cp spid t n prev=-1 still=0 long=$((DUR_S + 150))
+    local tgt=(--target=127.0.0.1:$3)
+    local legit=(--scenario=poll:8 "${users_flags[@]}" --source=127.0.2.1-127.0.2.8)
+    # Established and accepted (owned by a process: -p), not waiting in the backlog.
+    held_now() { ss -Htnp state established "( sport = :$port )" 2>/dev/null | grep -c 'users:' || true; }
+    timeout -k 5 $kill_after "$FLOOD" "${tgt[@]}" "${common[@]}" "${legit[@]}" \
+      --json >"$OUT/flood10k.$s.unloaded.json" 2>>"$LOGS/flood.stderr" || true
+    sleep 2
+    "$BIN/proctree" --root="$root" --interval-ms=1 --max-seconds=0 \
+      >"$OUT/flood10k.$s.pss0.json" 2>>"$LOGS/proctree.stderr" || true
+    # 10,000 held connections in two processes of 5,000 (the fd cap is 20,000 each);
+    # a long inactivity timeout: holding is the point.
+    timeout -k 5 $((long + 30)) "$FLOOD" "${tgt[@]}" --duration="${long}s" \
+      --threads="$FLOOD_THREADS" --timeout=600s --processes=2 --max-connections=10000 \
+      --source=127.0.1.1-127.0.1.50 --scenario=hold-idle:10000 \
+      --json >"$OUT/flood10k.$s.hold.json" 2>>"$LOGS/flood.stderr" &
+    hp=$!; FLOOD_PIDS+=("$hp")
+    # Until 10,000 are held, or no new high for 3 s (a server refusing most), or 60 s.
+    for ((t = 0; t < 120; t++)); do
+      sleep 0.5
+      n=$(held_now)
+      ((n >= 10000)) && break
+      if ((n > prev)); then prev=$n; still=0; else still=$((still + 1)); fi
+      ((still >= 6 && t >= 10)) && break
+    done
+    n=$(held_now); echo "$n" >"$OUT/flood10k.$s.held"
+    "$BIN/proctree" --root="$root" --interval-ms=1 --max-seconds=0 \
+      >"$OUT/flood10k.$s.pss1.json" 2>>"$LOGS/proctree.stderr" || true
+    log "flood10k / $s: $n connections held after $(( (t + 1) / 2 )) s"
+    timeout -k 5 $((long + 30)) "$FLOOD" "${tgt[@]}" --duration="${long}s" \
+      --threads="$FLOOD_THREADS" --timeout=30s --max-connections=1000 \
+      --source=127.0.1.1-127.0.1.50 --scenario=connect-close:50 \
+      --json >"$OUT/flood10k.$s.attack.json" 2>>"$LOGS/flood.stderr" &
+    cp=$!; FLOOD_PIDS+=("$cp")
+    "$BIN/proctree" --root="$root" --interval-ms=250 --max-seconds=$((kill_after + 10)) \
+      >"$OUT/flood10k.$s.proc.json" 2>>"$LOGS/proctree.stderr" &
+    spid=$!; SAMPLER_PIDS+=("$spid")
+    timeout -k 5 $kill_after "$FLOOD" "${tgt[@]}" "${common[@]}" "${legit[@]}" \
+      --json >"$OUT/flood10k.$s.json" 2>>"$LOGS/flood.stderr" || true
+    held_now >"$OUT/flood10k.$s.held_end"
+    kill -TERM "$spid" "$cp" "$hp" 2>/dev/null || true
+    wait "$spid" || true
+    wait "$cp" || true
+    wait "$hp" || true
+    # 10,000 closes to process (and popa3d's 10 s slot holds) before the next server.
+    sleep 5
+  }
   for sc in "${SCENARIOS[@]}"; do
-    for s in popgate popgate-d popa3d dovecot; do
+    for s in "${ALL_SERVERS[@]}"; do
       has_server "$s" || continue
       [[ -n "${BROKEN[$s]:-}" ]] && continue
       root=${PID[$s]}
       if ! kill -0 "$root" 2>/dev/null; then
         BROKEN[$s]="server process $root died before $sc"; echo "${BROKEN[$s]}" > "$OUT/broken.$s"
         log "${BROKEN[$s]}"; continue
+      fi
+      if [[ $sc == flood10k ]]; then
+        # Fork mode would run 10,000 session processes: not this row's question.
+        [[ $s == popgate ]] && continue
+        log "$sc / $s"
+        flood10k_run "$s" "$root" "${PORT[$s]}"
+        continue
       fi
       log "$sc / $s"
       "$BIN/proctree" --root="$root" --interval-ms=250 --max-seconds=$((kill_after + 10)) \
@@ -490,8 +608,10 @@ trap outer_cleanup EXIT
 trap 'exit 130' INT TERM
 
 ip netns add "$NS"
-# Bound for the whole inner run: 4 servers x 5 scenarios x (duration + margins) + setup.
-TOTAL=$(( 20 * (DUR_S + 8) + 300 ))
+# Bound for the whole inner run: servers x (5 scenarios x (duration + margins) +
+# flood10k: two runs, a ramp of at most 60 s, drains) + setup.
+NSERVERS=$(tr ',' '\n' <<<"$SERVERS" | grep -c .)
+TOTAL=$(( NSERVERS * (5 * (DUR_S + 8) + 2 * DUR_S + 100) + 300 ))
 log "namespace $NS, ${DUR_S}s per run, servers $SERVERS, bound ${TOTAL}s"
 export RUN OUT POPGATE FLOOD BIN DOVECOT_ROOT
 timeout -k 10 "$TOTAL" ip netns exec "$NS" unshare -m --propagation private \
