@@ -23,7 +23,7 @@ SourceKey SourceKey::FromIpv6(const uint8_t addr[16]) {
     return FromIpv4(addr + 12);
   }
   SourceKey key;
-  std::memcpy(key.bytes.data(), addr, 8);  // the /64; the rest stays zero
+  std::memcpy(key.bytes.data(), addr, 16);  // aggregated by Aggregate()
   return key;
 }
 

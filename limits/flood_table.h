@@ -34,15 +34,17 @@
 
 namespace popgate::limits {
 
-// A source address, aggregated: IPv4 as a v4-mapped IPv6 /128 (so a /32),
-// IPv6 truncated to its /64 (one customer's prefix: an attacker owns the
-// whole /64, so counting /128s would give them 2^64 budgets).
+// A source address: IPv4 as a v4-mapped IPv6 address, IPv6 in full. Tables
+// count aggregated keys (source_prefix.h Aggregate: IPv4 /32 or /24, IPv6
+// /64 by default, one customer's prefix: an attacker owns the whole /64, so
+// counting /128s would give them 2^64 budgets). Admission and PenaltyTable
+// aggregate; a FloodTable used on its own counts what it is given.
 struct SourceKey {
   std::array<uint8_t, 16> bytes{};
 
   // `addr` in network byte order (4 bytes).
   static SourceKey FromIpv4(const uint8_t addr[4]);
-  // `addr` in network byte order (16 bytes). A v4-mapped address
+  // `addr` in network byte order (16 bytes), kept whole. A v4-mapped address
   // (::ffff:a.b.c.d, e.g. from a dual-stack listener) is keyed like the
   // IPv4 address, so it can't dodge the /32 limit by changing family.
   static SourceKey FromIpv6(const uint8_t addr[16]);

@@ -39,8 +39,9 @@ std::string FormatHost(const SocketAddress& address);
 std::string FormatHostPort(const SocketAddress& address);
 uint16_t Port(const SocketAddress& address);
 
-// The flood-table key: IPv4 /32, IPv6 /64 (v4-mapped -> IPv4). Unknown
-// families (AF_UNIX in tests) share one all-zero key.
+// The source key of a peer (v4-mapped -> IPv4), not yet aggregated: the
+// limits tables apply --source_prefix_v4/v6. Unknown families (AF_UNIX in
+// tests) share one all-zero key.
 limits::SourceKey SourceKeyOf(const SocketAddress& address);
 
 }  // namespace popgate::net

@@ -4,6 +4,7 @@
 #include <sys/un.h>
 
 #include "gtest/gtest.h"
+#include "limits/source_prefix.h"
 
 namespace popgate::net {
 namespace {
@@ -44,15 +45,21 @@ TEST(AddressTest, RejectsNamesAndJunk) {
   EXPECT_FALSE(MakeSocketAddress(absl::string_view("1.2.3.4\0", 8), 110).ok());
 }
 
-TEST(AddressTest, SourceKeyAggregatesIpv6Slash64) {
+TEST(AddressTest, SourceKeyIsAggregatedToSlash64ByDefault) {
   auto a = MakeSocketAddress("2001:db8:0:1::1", 1);
   auto b = MakeSocketAddress("2001:db8:0:1:ffff::2", 2);
   auto c = MakeSocketAddress("2001:db8:0:2::1", 1);
-  EXPECT_EQ(SourceKeyOf(*a), SourceKeyOf(*b));
-  EXPECT_FALSE(SourceKeyOf(*a) == SourceKeyOf(*c));
+  const limits::SourcePrefix by_default;
+  const auto key = [&](const absl::StatusOr<SocketAddress>& address) {
+    return limits::Aggregate(SourceKeyOf(*address), by_default);
+  };
+  EXPECT_EQ(key(a), key(b));
+  EXPECT_FALSE(key(a) == key(c));
+  // Unaggregated, the two hosts of one /64 stay apart (--source_prefix_v6=128).
+  EXPECT_FALSE(SourceKeyOf(*a) == SourceKeyOf(*b));
   auto d = MakeSocketAddress("127.0.0.1", 1);
   auto e = MakeSocketAddress("127.0.0.2", 1);
-  EXPECT_FALSE(SourceKeyOf(*d) == SourceKeyOf(*e));
+  EXPECT_FALSE(key(d) == key(e));
 }
 
 TEST(AddressTest, UnixPeerFormatsAsLocal) {
