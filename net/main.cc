@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@
 #include "net/pool_worker.h"
 #include "net/privileges.h"
 #include "net/session_process.h"
+#include "net/state_migration.h"
 #include "net/wiring.h"
 
 namespace popgate::net {
@@ -128,6 +130,13 @@ int RunDaemon(const core::Config& config, Wiring& wiring) {
   if (!config.foreground) {
     if (absl::Status st = Daemonize(); !st.ok()) return Fail(st.ToString());
   }
+  // Before any child exists: a crash in the other mode must not leave a
+  // redo record where this mode never looks.
+  std::optional<PoolAccountIds> pool_ids;
+  if (config.mode == core::DaemonMode::kPool) {
+    pool_ids = PoolAccountIds{wiring.pool_account.uid, wiring.pool_account.gid};
+  }
+  AdoptRedoRecords(config.state_dir, pool_ids);
   MasterOptions options;
   options.admission = wiring.admission;
   options.refuse_with_error = config.refuse_with_error;
