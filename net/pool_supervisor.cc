@@ -30,6 +30,19 @@ bool SeqpacketPair(UniqueFd* a, UniqueFd* b) {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
     return false;
   }
+  // A SEQPACKET pair queues as many datagrams as the sender's buffer holds
+  // (each hand-off costs ~768 bytes of it): the default 208 KiB lets a
+  // worker fall ~270 hand-offs behind a connection burst before the master
+  // must refuse. 2 MiB gives ~2,700. SO_SNDBUFFORCE (root) passes
+  // net.core.wmem_max; without it the plain request is capped there.
+  constexpr int kChannelBufferBytes = 2 << 20;
+  for (int fd : fds) {
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &kChannelBufferBytes,
+                     sizeof(kChannelBufferBytes)) != 0) {
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kChannelBufferBytes,
+                   sizeof(kChannelBufferBytes));
+    }
+  }
   a->Reset(fds[0]);
   b->Reset(fds[1]);
   return true;

@@ -222,10 +222,10 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
     wiring->reload = [file, path] {
       absl::Status st = file->Reload();
       if (st.ok()) {
-        core::Logf(core::Severity::kInfo, "SIGHUP: reloaded %s (%d users)",
+        core::Logf(core::Severity::kInfo, "Reloaded %s (%d users)",
                    path, file->size());
       } else {
-        core::Logf(core::Severity::kCrit, "SIGHUP: keeping old %s: %s", path,
+        core::Logf(core::Severity::kCrit, "Reload failed, keeping old %s: %s", path,
                    st.message());
       }
     };

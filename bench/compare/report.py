@@ -189,7 +189,7 @@ w("Servers: **popgate** = admission opened for the load (`--max_sessions_per_sou
   "(`--max_sessions_per_source=50 --max_sessions=500 --min_session_slot=10s`, popgate's "
   "defaults); **popgate-pool** = `--mode=pool --workers=2 --auth_cache_ttl=0` (two io_uring "
   "workers as one unprivileged account, one auth process, no auth cache) with "
-  "`--max_sessions=30000 --max_sessions_per_source=1000 --min_session_slot=0`; "
+  "`--max_sessions=30000 --max_sessions_per_source=250 --min_session_slot=0` (250: above the 200 idle connections each flood10k source holds); "
   "**popgate-pool-cache** = the same with the auth cache on (default TTL 5 min: after the "
   "first login of each user, no hash); **popa3d** = `popa3d -D` as shipped (50 per source, 500 in all, a slot held "
   "10 s: at most 50 session starts/s, listen backlog 5); **dovecot** = `service_count=0`, "

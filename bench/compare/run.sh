@@ -16,7 +16,8 @@
 #   popgate-d  127.0.0.1:1111  popa3d's policy (50 per source, 500 in all, slot held 10 s)
 #   popgate-pool        127.0.0.1:1112  --mode=pool --workers=2, auth cache off
 #              (--auth_cache_ttl=0), admission opened up (--max_sessions=30000
-#              --max_sessions_per_source=1000 --min_session_slot=0); workers run as
+#              --max_sessions_per_source=250 --min_session_slot=0: above the 200 idle
+#              connections each flood10k source holds); workers run as
 #              pgpool:pgbench, reading a copy of the spool with mboxes 0660 user:pgbench
 #   popgate-pool-cache  127.0.0.1:1113  the same with the auth cache on (its default TTL)
 #   popa3d     0.0.0.0:110     Debian's popa3d -D, PAM (pam_unix), /var/mail/<user>
@@ -71,7 +72,7 @@ NUSERS=64
 INNER=0
 ORIG_ARGS=("$@")
 
-usage() { sed -n '2,52p' "$SELF" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,53p' "$SELF" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
   case "$arg" in
@@ -272,7 +273,7 @@ PY
       --auth=passwd-file:"$etc/users.passwd" --mail=mbox:"$RUN/spool-pool/%u" \
       --state_dir="$RUN/state-$pool_srv" \
       --mode=pool --workers=2 --pool_user=pgpool --pool_group=pgbench "${pool_cache[@]}" \
-      --max_sessions=30000 --max_sessions_per_source=1000 --min_session_slot=0 \
+      --max_sessions=30000 --max_sessions_per_source=250 --min_session_slot=0 \
       </dev/null >"$LOGS/$pool_srv.log" 2>&1 &
     PID[$pool_srv]=$!
   done
