@@ -14,6 +14,7 @@
 #include "core/logging.h"
 #include "net/daemon.h"
 #include "net/listener.h"
+#include "net/ring.h"
 #include "net/sd_notify.h"
 
 namespace popgate::net {
@@ -143,15 +144,9 @@ Master::~Master() {
 }
 
 io_uring_sqe* Master::GetSqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe == nullptr) {
-    // The SQ is full: hand it to the kernel and retry once. With at most
-    // 2 * listeners + 2 requests in flight this happens only with hundreds
-    // of listeners.
-    io_uring_submit(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
-  }
-  return sqe;
+  // With a few requests in flight per listener and worker, a full SQ
+  // happens only with hundreds of listeners.
+  return GetSqeFlushingIfFull(&ring_);
 }
 
 void Master::ArmAccept(uint32_t index) {

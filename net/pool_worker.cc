@@ -45,6 +45,7 @@
 #include "net/daemon.h"
 #include "net/pool_protocol.h"
 #include "net/pool_session.h"
+#include "net/ring.h"
 #include "net/session_logging.h"
 #include "net/session_process.h"
 
@@ -248,15 +249,7 @@ PoolWorker::~PoolWorker() {
   if (mask_set_) ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
 }
 
-io_uring_sqe* PoolWorker::GetSqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe == nullptr) {
-    // The SQ is full: hand it to the kernel and retry once.
-    io_uring_submit(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
-  }
-  return sqe;
-}
+io_uring_sqe* PoolWorker::GetSqe() { return GetSqeFlushingIfFull(&ring_); }
 
 void PoolWorker::ArmPoll(int fd, unsigned events, uint64_t data) {
   io_uring_sqe* sqe = GetSqe();
@@ -637,20 +630,8 @@ AuthVerdict PoolWorker::Authorize(
   // Untrusted from here: the mailbox contents. open_maildrop refuses a
   // mailbox the authenticated uid does not own (a hard link to another
   // user's mailbox in this user's mail path).
-  absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> opened =
-      env_.open_maildrop(*path, *state, reply.uid);
-  if (!opened.ok()) {
-    core::Logf(Severity::kNotice, "Failed or refused to load %s: %s", *path,
-               opened.status().message());
-    return absl::IsUnavailable(opened.status()) ? AuthVerdict::kInUse
-                                                : AuthVerdict::kLoadFailed;
-  }
-  uint64_t bytes = 0;
-  const size_t count = (*opened)->message_count();
-  for (size_t i = 0; i < count; ++i) bytes += (*opened)->message_size(i);
-  core::Log(Severity::kInfo, LoadedLogLine(count, bytes));
-  *maildrop = std::move(*opened);
-  return AuthVerdict::kOk;
+  return AcceptOpenedMaildrop(
+      *path, env_.open_maildrop(*path, *state, reply.uid), maildrop);
 }
 
 void PoolWorker::Resolve(uint32_t index, AuthVerdict verdict,

@@ -65,4 +65,22 @@ void LogAuthDenied(absl::string_view user, bool known_user) {
              known_user ? user : absl::string_view("UNKNOWN USER"));
 }
 
+core::AuthVerdict AcceptOpenedMaildrop(
+    absl::string_view path,
+    absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> opened,
+    std::unique_ptr<mailbox::Maildrop>* maildrop) {
+  if (!opened.ok()) {
+    core::Logf(Severity::kNotice, "Failed or refused to load %s: %s", path,
+               opened.status().message());
+    return absl::IsUnavailable(opened.status()) ? core::AuthVerdict::kInUse
+                                                : core::AuthVerdict::kLoadFailed;
+  }
+  uint64_t bytes = 0;
+  const size_t count = (*opened)->message_count();
+  for (size_t i = 0; i < count; ++i) bytes += (*opened)->message_size(i);
+  core::Log(Severity::kInfo, LoadedLogLine(count, bytes));
+  *maildrop = std::move(*opened);
+  return core::AuthVerdict::kOk;
+}
+
 }  // namespace popgate::net

@@ -10,8 +10,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <memory>
+
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/session.h"
+#include "mailbox/maildrop.h"
 
 namespace popgate::net {
 
@@ -34,6 +38,15 @@ void LogSessionEnd(const core::Session& session, const SessionLogFacts& facts);
 // "Authentication failed for <user>" (notice). popa3d never logs a name that
 // is not an account (it may be a password typed into USER): "UNKNOWN USER".
 void LogAuthDenied(absl::string_view user, bool known_user);
+
+// After a successful PASS: logs how opening the maildrop at `path` went
+// ("Failed or refused to load <path>: <why>", or "<n> messages (<b> bytes)
+// loaded") and returns the verdict for the session: kOk with *maildrop set,
+// kInUse when another session holds it (Unavailable), else kLoadFailed.
+core::AuthVerdict AcceptOpenedMaildrop(
+    absl::string_view path,
+    absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> opened,
+    std::unique_ptr<mailbox::Maildrop>* maildrop);
 
 }  // namespace popgate::net
 

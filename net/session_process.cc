@@ -272,19 +272,8 @@ std::optional<core::AuthVerdict> SessionDriver::Authenticate(
   core::Logf(Severity::kInfo, "Authentication passed for %s", request.user);
 
   // Untrusted from here: the mailbox contents (parsed as the user).
-  absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> opened =
-      env_.open_maildrop(*path, *state);
-  if (!opened.ok()) {
-    core::Logf(Severity::kNotice, "Failed or refused to load %s", *path);
-    return absl::IsUnavailable(opened.status()) ? AuthVerdict::kInUse
-                                                : AuthVerdict::kLoadFailed;
-  }
-  uint64_t bytes = 0;
-  const size_t count = (*opened)->message_count();
-  for (size_t i = 0; i < count; ++i) bytes += (*opened)->message_size(i);
-  core::Log(Severity::kInfo, LoadedLogLine(count, bytes));
-  *maildrop = std::move(*opened);
-  return AuthVerdict::kOk;
+  return AcceptOpenedMaildrop(*path, env_.open_maildrop(*path, *state),
+                              maildrop);
 }
 
 bool SessionDriver::ResolvePendingAuth() {
