@@ -416,6 +416,11 @@ int FakeWorker(UniqueFd master, UniqueFd auth) {
     fds.push_back({draining ? -1 : master.get(), POLLIN, 0});
     for (const Conn& c : conns) fds.push_back({c.fd.get(), POLLIN, 0});
     if (::poll(fds.data(), fds.size(), -1) < 0) continue;
+    // Only the connections polled above have revents; one handed off below
+    // is checked next round (indexing past `fds` once made this worker
+    // block in read() on a fresh socket, and a later hand-off never got
+    // its greeting).
+    const size_t polled = conns.size();
     if (fds[0].revents != 0) {
       std::string bytes;
       UniqueFd fd;
@@ -431,7 +436,7 @@ int FakeWorker(UniqueFd master, UniqueFd auth) {
         }
       }
     }
-    for (size_t i = conns.size(); i-- > 0;) {
+    for (size_t i = polled; i-- > 0;) {
       if (fds[i + 1].revents == 0) continue;
       char buf[64];
       if (::read(conns[i].fd.get(), buf, sizeof(buf)) > 0) continue;
