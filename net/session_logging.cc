@@ -70,7 +70,9 @@ core::AuthVerdict AcceptOpenedMaildrop(
     absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> opened,
     std::unique_ptr<mailbox::Maildrop>* maildrop) {
   if (!opened.ok()) {
-    core::Logf(Severity::kNotice, "Failed or refused to load %s: %s", path,
+    // popa3d's exact line (log filters match it), then why, separately.
+    core::Logf(Severity::kNotice, "Failed or refused to load %s", path);
+    core::Logf(Severity::kInfo, "Why %s was refused: %s", path,
                opened.status().message());
     return absl::IsUnavailable(opened.status()) ? core::AuthVerdict::kInUse
                                                 : core::AuthVerdict::kLoadFailed;

@@ -40,8 +40,8 @@ void LogSessionEnd(const core::Session& session, const SessionLogFacts& facts);
 void LogAuthDenied(absl::string_view user, bool known_user);
 
 // After a successful PASS: logs how opening the maildrop at `path` went
-// ("Failed or refused to load <path>: <why>", or "<n> messages (<b> bytes)
-// loaded") and returns the verdict for the session: kOk with *maildrop set,
+// ("Failed or refused to load <path>" plus a line saying why, or
+// "<n> messages (<b> bytes) loaded") and returns the verdict for the session: kOk with *maildrop set,
 // kInUse when another session holds it (Unavailable), else kLoadFailed.
 core::AuthVerdict AcceptOpenedMaildrop(
     absl::string_view path,
