@@ -130,8 +130,14 @@ absl::Status Master::Init() {
   // accepts wait and exited sessions stay unreaped (holding their slots) for
   // seconds. It does O(1) work per event, so a higher weight costs the
   // sessions little. Best effort: needs CAP_SYS_NICE (root has it).
+  // Not in pool mode: there the master is one of N + 2 processes, and a
+  // master that outweighs the workers ~9:1 accepts a connect flood faster
+  // than they can serve the sessions already running.
   base_nice_ = ::getpriority(PRIO_PROCESS, 0);
-  if (::setpriority(PRIO_PROCESS, 0, kMasterNice) == 0) nice_raised_ = true;
+  if (!supervisor_ &&
+      ::setpriority(PRIO_PROCESS, 0, kMasterNice) == 0) {
+    nice_raised_ = true;
+  }
   return absl::OkStatus();
 }
 
