@@ -99,6 +99,9 @@ PoolOptions MakePoolOptions(const core::Config& config, Wiring& wiring) {
                  state.status().ToString());
       return 1;
     }
+    // Workers parse client bytes; passwords are checked in the auth
+    // process, so the hashes inherited from the master go before the drop.
+    w->authenticator->WipeSecrets();
     if (absl::Status st = DropPrivileges(account.uid, account.gid); !st.ok()) {
       core::Logf(core::Severity::kCrit, "worker: dropping to %s: %s",
                  account.name, st.ToString());

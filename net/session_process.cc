@@ -263,6 +263,8 @@ std::optional<core::AuthVerdict> SessionDriver::Authenticate(
     return AuthVerdict::kTempFailure;
   }
   // The point of no return: from here on this process is the user.
+  // The user must not find other accounts' hashes in our memory.
+  env_.authenticator->WipeSecrets();
   absl::Status dropped = DropPrivileges(user->uid, user->gid);
   if (!dropped.ok()) {
     core::Logf(Severity::kCrit, "%s", dropped.message());
@@ -480,6 +482,9 @@ absl::StatusOr<std::optional<core::AuthRequest>> RunPreauthChild(
   if (pid < 0) return absl::ErrnoToStatus(errno, "fork");
   if (pid == 0) {
     read_end.Reset();
+    // This child only reads USER/PASS: it must not carry the accounts'
+    // hashes (inherited from the master) into the jail.
+    env.authenticator->WipeSecrets();
     // Untrusted input is parsed only after this line: no root, no files.
     if (absl::Status st = EnterPreauthJail(env.state_dir, env.preauth_user);
         !st.ok()) {

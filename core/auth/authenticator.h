@@ -54,6 +54,12 @@ class Authenticator {
       absl::string_view password, bool* known_user) {
     return Authenticate(user, password, known_user);
   }
+
+  // Zeroes and drops every secret the backend keeps in memory (a
+  // passwd-file's hashes), for a process about to lose its privileges: a
+  // session running as the user, a pool worker. Authenticate() refuses
+  // everyone afterwards. REQUIRES: no concurrent Authenticate() call.
+  virtual void WipeSecrets() {}
 };
 
 // The one refusal every backend returns, whatever the reason. The message is

@@ -275,6 +275,21 @@ absl::Status PasswdFileAuthenticator::Reload() {
   return absl::OkStatus();
 }
 
+void PasswdFileAuthenticator::WipeSecrets() {
+  std::unique_lock lock(mu_);
+  if (table_ != nullptr && table_.use_count() == 1) {
+    // Sole owner (no Authenticate() holds a copy): the table is ours to
+    // scrub before it is freed. It is const only to readers.
+    auto& table = const_cast<PasswdFileTable&>(*table_);
+    for (auto& [name, entry] : table.entries) {
+      ::explicit_bzero(entry.hash.data(), entry.hash.size());
+    }
+    ::explicit_bzero(table.representative_hash.data(),
+                     table.representative_hash.size());
+  }
+  table_ = std::make_shared<const PasswdFileTable>();
+}
+
 absl::StatusOr<AuthenticatedUser> PasswdFileAuthenticator::Authenticate(
     absl::string_view user, absl::string_view password, bool* known_user) {
   // Copy what we need under the lock and hash outside it: crypt takes

@@ -93,6 +93,7 @@ class PasswdFileAuthenticator : public Authenticator {
   // Re-reads the file. On error the old table stays in force and the error
   // is returned (and logged by the caller, which knows why it reloaded).
   absl::Status Reload();
+  void WipeSecrets() override;
 
   // The (device, inode, size, mtime) of the file as last loaded.
   FileIdentity identity() const;

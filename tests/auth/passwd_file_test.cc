@@ -359,3 +359,26 @@ TEST_F(PasswdFileTest, EmptyFileRefusesEveryoneAtDefaultCost) {
 
 }  // namespace
 }  // namespace popgate::core::auth
+
+namespace popgate::core::auth {
+namespace {
+
+// A session about to become the user (or a pool worker about to drop) wipes
+// the table: nobody logs in from it afterwards, and a reload restores it.
+TEST_F(PasswdFileTest, WipeSecretsRefusesEveryoneUntilReload) {
+  WriteFile(absl::StrCat("alice:", Sha512("pw"), ":1001:1001::/home/alice:\n"));
+  auto auth = OpenOrDie();
+  ASSERT_NE(auth, nullptr);
+  ASSERT_THAT(auth->Authenticate("alice", "pw", nullptr), IsOk());
+  auth->WipeSecrets();
+  bool known = true;
+  EXPECT_EQ(auth->Authenticate("alice", "pw", &known).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(known);
+  EXPECT_EQ(auth->size(), 0u);
+  ASSERT_THAT(auth->Reload(), IsOk());
+  EXPECT_THAT(auth->Authenticate("alice", "pw", nullptr), IsOk());
+}
+
+}  // namespace
+}  // namespace popgate::core::auth
