@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <limits>
 #include <utility>
+
+#include "mailbox/sigbus_guard.h"
 
 namespace popgate::core {
 namespace {
@@ -12,6 +16,22 @@ namespace {
 // then CR LF); CR LF runs and wire-clean mail are far above it and stay
 // views into the mapping.
 constexpr size_t kCoalesceAverageBytes = 512;
+
+// Copies `pieces` back to back into `dst`. They may point into a mailbox
+// mapping that a foreign truncate shrinks at any moment (fcntl locks are
+// advisory), so the copy runs under the SIGBUS guard: a fault returns false
+// instead of killing the process. The queue does not know the mapping's
+// range, so the guard covers every address, but only this memcpy loop.
+bool CopyPieces(const std::vector<absl::string_view>& pieces, char* dst) {
+  return mailbox::RunWithSigbusGuard(
+      nullptr, std::numeric_limits<size_t>::max(), [&pieces, dst] {
+        char* p = dst;
+        for (absl::string_view piece : pieces) {
+          std::memcpy(p, piece.data(), piece.size());
+          p += piece.size();
+        }
+      });
+}
 
 }  // namespace
 
@@ -126,9 +146,20 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
               count > 1 && pulled < kCoalesceAverageBytes * count;
           if (merged) {
             Segment& segment = item.segments.emplace_back();
-            segment.storage.reserve(pulled);
-            for (absl::string_view piece : fresh) {
-              segment.storage.append(piece.data(), piece.size());
+            // Sized before the copy: nothing allocates while mapped bytes
+            // are read (see RunWithSigbusGuard).
+            segment.storage.resize(pulled);
+            if (!CopyPieces(fresh, segment.storage.data())) {
+              item.segments.pop_back();
+              absl::Status truncated = absl::AbortedError(
+                  "mailbox truncated while sending a message");
+              if (out->size() == out_size_at_entry) {
+                Clear();
+                return truncated;
+              }
+              item.stream_error = truncated;
+              item.stream_done = true;
+              return absl::OkStatus();
             }
             segment.view = segment.storage;
             fresh.assign(1, segment.view);

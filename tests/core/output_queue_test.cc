@@ -1,6 +1,10 @@
 #include "core/output_queue.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -238,6 +242,51 @@ TEST_F(OutputQueueTest, ShortStreamSegmentsAreCoalesced) {
       EXPECT_EQ(sent, wire);
     }
   }
+}
+
+// Hands out short views into a mapped file, then truncates the file before
+// returning: a foreign `> mailbox` between the stream's (guarded) scan and
+// the queue's copy of the short segments.
+class TruncatingStream : public mailbox::WireStream {
+ public:
+  TruncatingStream(int fd, const char* map, size_t size)
+      : fd_(fd), map_(map), size_(size) {}
+  absl::StatusOr<bool> Next(size_t max_bytes,
+                            std::vector<absl::string_view>* out) override {
+    for (size_t off = 0; off + 40 <= size_; off += 40) {
+      out->push_back(absl::string_view(map_ + off, 38));
+      out->push_back("\r\n");
+    }
+    if (::ftruncate(fd_, 0) != 0) return absl::InternalError("ftruncate");
+    return false;
+  }
+
+ private:
+  int fd_;
+  const char* map_;
+  size_t size_;
+};
+
+TEST_F(OutputQueueTest, TruncatedMappingWhileCoalescingIsAnErrorNotSigbus) {
+  std::FILE* file = std::tmpfile();
+  ASSERT_NE(file, nullptr);
+  const int fd = ::fileno(file);
+  const size_t size = 4 * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  {
+    OutputQueue q;
+    q.AppendStream(std::make_unique<TruncatingStream>(
+        fd, static_cast<const char*>(map), size));
+    std::vector<absl::string_view> views;
+    EXPECT_THAT(q.Gather(1 << 20, &views),
+                StatusIs(absl::StatusCode::kAborted));
+    EXPECT_TRUE(views.empty());
+    EXPECT_TRUE(q.empty());
+  }
+  ::munmap(map, size);
+  std::fclose(file);
 }
 
 }  // namespace
