@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/logging.h"
 #include "net/daemon.h"
+#include "net/inherited_fds.h"
 #include "net/listener.h"
 #include "net/ring.h"
 #include "net/sd_notify.h"
@@ -403,7 +404,7 @@ void Master::HandleConnection(int raw_fd) {
   }
   if (pid == 0) {
     const int session_fd = fd.Release();
-    BecomeChild();
+    BecomeChild(/*keep_sighup_blocked=*/false, session_fd);
     core::Logf(Severity::kInfo, "Session from %s", FormatHost(*peer));
     // The accepted socket is blocking; RunSession switches it.
     const int rc = session_fn_(session_fd, *peer);
@@ -416,7 +417,7 @@ void Master::HandleConnection(int raw_fd) {
   children_[pid] = admit.slot;
 }
 
-void Master::BecomeChild(bool keep_sighup_blocked) {
+void Master::BecomeChild(bool keep_sighup_blocked, int keep_fd) {
   // The ring's memory is shared with the parent (MAP_SHARED): the child
   // must never submit or reap on it. Unmapping our copy and closing our fd
   // leaves the parent's ring untouched.
@@ -426,6 +427,8 @@ void Master::BecomeChild(bool keep_sighup_blocked) {
   }
   for (UniqueFd& l : listeners_) l.Reset();
   signal_fd_.Reset();
+  // Other clients' connections, accepted by the ring but not yet handed on.
+  CloseInheritedConnections(keep_fd);
   // Sessions run at the weight the daemon was started with, not ours.
   if (nice_raised_) ::setpriority(PRIO_PROCESS, 0, base_nice_);
   // Each session is its own process group, so the master can end it with

@@ -164,7 +164,9 @@ class Master {
   // In the forked child: drop every master resource without touching the
   // parent's shared state (no io_uring calls beyond unmapping our copy).
   // `keep_sighup_blocked`: the auth process takes SIGHUP from a signalfd.
-  void BecomeChild(bool keep_sighup_blocked = false);
+  // `keep_fd`: the child's own connection (fork mode), kept open; every
+  // other inherited TCP socket is closed (inherited_fds.h).
+  void BecomeChild(bool keep_sighup_blocked = false, int keep_fd = -1);
 
   std::vector<UniqueFd> listeners_;
   MasterOptions options_;
