@@ -32,23 +32,9 @@ for arg in "$@"; do
   esac
 done
 
-"$root/tools/install-build-deps.sh"
 # clang-14 is Debian 12's clang; libFuzzer and the sanitizer runtimes are in
 # libclang-rt-14-dev, which clang-14 only recommends.
-fuzz_packages=(clang-14 libclang-rt-14-dev)
-missing=()
-for p in "${fuzz_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}" >&2
-  sudo_cmd=()
-  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
-    --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$root/tools/install-build-deps.sh" clang-14 libclang-rt-14-dev
 
 if [ ${#targets[@]} -eq 0 ]; then
   for src in "$root"/tests/fuzz/*_fuzzer.cc; do

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian 12 packages popgate builds with; only
 # what is missing, so it is quick and quiet on a machine that has them.
+# Extra package names given as arguments are installed the same way
+# (tools/fuzz.sh adds clang's).
 set -euo pipefail
 
 packages=(
   g++ cmake ninja-build pkg-config
   liburing-dev libjemalloc-dev libabsl-dev libssl-dev libcrypt-dev libpam0g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  "$@"
 )
 
 missing=()
