@@ -45,6 +45,19 @@ __kernel_timespec KernelTimespec(absl::Duration d) {
   return ts;
 }
 
+// A client that closed before we got to it (a connect-and-close flood, a
+// port scan) has nothing to serve. Peeking costs one syscall; serving it
+// would cost a fork (fork mode) or a hand-off, a greeting, a read and a
+// report (pool mode). Bytes waiting, or none yet, mean a live client: a
+// pipelining client that already half-closed still has its commands queued
+// ahead of the EOF.
+bool PeerAlreadyClosed(int fd) {
+  char byte;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 // Best effort: the service manager is optional, and a failure to tell it
 // something must not stop the daemon.
 void Notify(absl::string_view state) {
@@ -309,6 +322,8 @@ void Master::LogCounters(absl::string_view when) {
     absl::StrAppend(&line, ", ", admission_.refusals(cause), " refused (",
                     limits::AdmissionRefusalName(cause), ")");
   }
+  absl::StrAppend(&line, ", ", closed_before_start_,
+                  " closed by the client before a session started");
   if (supervisor_) {
     absl::StrAppend(&line, ", ", refused_no_worker_, " refused (no worker); ",
                     supervisor_->sessions(), " sessions in ",
@@ -374,6 +389,13 @@ void Master::HandleConnection(int raw_fd) {
     // Silent refusal by default, as popa3d: the client sees EOF. The log
     // line is rate-limited by the table (one per cause per interval).
     Refuse(fd.get(), *peer, admit.cause, admit.should_log);
+    return;
+  }
+  if (PeerAlreadyClosed(fd.get())) {
+    // As a session that ended at once: the admission policy (a minimum
+    // slot hold, the rate bucket) sees exactly what it would have.
+    admission_.Release(admit.slot, now);
+    ++closed_before_start_;
     return;
   }
   if (supervisor_) {

@@ -116,6 +116,9 @@ class Master {
   size_t children() const { return children_.size(); }
   // Connections refused because no worker took them (pool mode).
   uint64_t refused_no_worker() const { return refused_no_worker_; }
+  // Admitted connections the client had already closed when accepted: no
+  // session was started for them.
+  uint64_t closed_before_start() const { return closed_before_start_; }
 
  private:
   // user_data layout (64 bits): bits 56..63 the operation kind, bits 0..31
@@ -195,6 +198,7 @@ class Master {
   absl::Time last_accept_log_ = absl::InfinitePast();
   absl::Time last_no_worker_log_ = absl::InfinitePast();
   uint64_t refused_no_worker_ = 0;
+  uint64_t closed_before_start_ = 0;
   int term_signals_ = 0;
   bool stopping_ = false;
   bool done_ = false;

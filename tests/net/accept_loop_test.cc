@@ -92,8 +92,11 @@ class MasterTest : public ::testing::Test {
     if (pid_ == 0) {
       std::vector<UniqueFd> listeners;
       listeners.push_back(std::move(*listener));
+      const int marker = session_marker_;
       auto master = Master::Create(
-          std::move(listeners), options, [](int fd, const SocketAddress&) {
+          std::move(listeners), options,
+          [marker](int fd, const SocketAddress&) {
+            if (marker >= 0) (void)!::write(marker, "s", 1);
             static const char kHello[] = "+OK hi\r\n";
             (void)!::write(fd, kHello, sizeof(kHello) - 1);
             char buf[64];
@@ -123,6 +126,8 @@ class MasterTest : public ::testing::Test {
 
   pid_t pid_ = -1;
   uint16_t port_ = 0;
+  // If set before StartMaster: each session writes one byte here first.
+  int session_marker_ = -1;
 };
 
 TEST_F(MasterTest, AdmitsRefusesSilentlyAndDrainsOnSigterm) {
@@ -182,6 +187,38 @@ TEST_F(MasterTest, MinimumHoldKeepsSlotAfterSessionEnds) {
   UniqueFd c = Connect(port_, "127.0.0.2");
   EXPECT_EQ(ReadSome(c.get(), 8), "+OK hi\r\n");
   c.Reset();
+  ::kill(pid_, SIGTERM);
+  const int status = WaitFor(pid_, 5000);
+  ASSERT_NE(status, -1);
+  pid_ = -1;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(MasterTest, ClientsGoneBeforeAcceptStartNoSession) {
+  int marker[2];
+  ASSERT_EQ(::pipe2(marker, O_NONBLOCK), 0);
+  session_marker_ = marker[1];
+  StartMaster(limits::FloodOptions{100, 100, absl::ZeroDuration()});
+  ::close(marker[1]);
+  {
+    UniqueFd first = Connect(port_, "127.0.0.1");  // the master is up
+    ASSERT_EQ(ReadSome(first.get(), 8), "+OK hi\r\n");
+  }
+  // Stopped, the master accepts nothing: each client's FIN is queued before
+  // the master sees its connection, as under a connect-and-close flood.
+  ASSERT_EQ(::kill(pid_, SIGSTOP), 0);
+  for (int i = 0; i < 20; ++i) {
+    UniqueFd gone = Connect(port_, "127.0.0.1");
+    ASSERT_TRUE(gone.valid());
+  }
+  ASSERT_EQ(::kill(pid_, SIGCONT), 0);
+  UniqueFd live = Connect(port_, "127.0.0.1");
+  EXPECT_EQ(ReadSome(live.get(), 8), "+OK hi\r\n");
+  ::usleep(100 * 1000);  // a wrongly started session would have written
+  char buf[64];
+  EXPECT_EQ(::read(marker[0], buf, sizeof(buf)), 2) << "sessions started";
+  ::close(marker[0]);
+  live.Reset();
   ::kill(pid_, SIGTERM);
   const int status = WaitFor(pid_, 5000);
   ASSERT_NE(status, -1);
