@@ -9,6 +9,10 @@
 //                              drivers do; 0 = LF lines (encoded), 1 = CR LF
 //                              lines (wire-clean: views of the "mapping").
 //                              bytes/s; counter segs/MiB = iovecs per MiB.
+//   BM_SendPath_Convert        the LF message converted into one 256 KiB
+//                              buffer (memchr + memcpy a line) and
+//                              write()n: what an encoder that copies would
+//                              cost against Queue/0's many small iovecs.
 //   BM_SendPath_Uring/<zc>     the same 256 KiB buffer sent again and again
 //                              through io_uring: 0 = IORING_OP_SEND,
 //                              1 = IORING_OP_SEND_ZC (waits for each
@@ -25,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -95,6 +100,7 @@ std::string Message(bool crlf) {
 
 void BM_SendPath_Queue(benchmark::State& state) {
   const bool crlf = state.range(0) == 1;
+
   const std::string message = Message(crlf);
   LoopbackSink sink;
   std::vector<absl::string_view> views;
@@ -128,6 +134,46 @@ void BM_SendPath_Queue(benchmark::State& state) {
       static_cast<double>(segments) / (static_cast<double>(sent) / (1 << 20));
 }
 BENCHMARK(BM_SendPath_Queue)->Arg(0)->Arg(1)->UseRealTime();
+
+// LF lines converted straight into a 256 KiB buffer (memchr + memcpy a
+// line) and written: the floor for an encoder that copies.
+void BM_SendPath_Convert(benchmark::State& state) {
+  const std::string message = Message(false);
+  LoopbackSink sink;
+  std::vector<char> buffer(256 << 10);
+  size_t sent = 0;
+  for (auto _ : state) {
+    const char* p = message.data();
+    const char* const end = p + message.size();
+    while (p < end) {
+      size_t used = 0;
+      while (p < end && used + 512 < buffer.size()) {
+        const char* nl = static_cast<const char*>(
+            std::memchr(p, '\n', std::min<size_t>(end - p, 500)));
+        const size_t n = nl != nullptr ? static_cast<size_t>(nl - p)
+                                       : static_cast<size_t>(end - p);
+        std::memcpy(buffer.data() + used, p, n);
+        used += n;
+        if (nl != nullptr) {
+          buffer[used++] = '\r';
+          buffer[used++] = '\n';
+          p = nl + 1;
+        } else {
+          p += n;
+        }
+      }
+      size_t off = 0;
+      while (off < used) {
+        const ssize_t n = ::write(sink.fd(), buffer.data() + off, used - off);
+        if (n <= 0) std::abort();
+        off += static_cast<size_t>(n);
+      }
+      sent += used;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(sent));
+}
+BENCHMARK(BM_SendPath_Convert)->UseRealTime();
 
 void BM_SendPath_Uring(benchmark::State& state) {
   const bool zero_copy = state.range(0) == 1;

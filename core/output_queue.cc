@@ -17,6 +17,11 @@ namespace {
 // views into the mapping.
 constexpr size_t kCoalesceAverageBytes = 512;
 
+// What one PullCopied() encodes at most: big enough that a window is a
+// handful of iovecs, small enough that a short message does not allocate
+// a whole window.
+constexpr size_t kCopyChunkBytes = 64 * 1024;
+
 // Copies `pieces` back to back into `dst`. They may point into a mailbox
 // mapping that a foreign truncate shrinks at any moment (fcntl locks are
 // advisory), so the copy runs under the SIGBUS guard: a fault returns false
@@ -122,62 +127,33 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
           if (budget == 0) return absl::OkStatus();
         }
         while (!item.stream_done && budget > 0) {
-          std::vector<absl::string_view> fresh;
-          absl::StatusOr<bool> more =
-              item.stream->Next(std::min(budget, stream_window_), &fresh);
-          if (!more.ok()) {
+          const size_t before = item.segments.size();
+          const size_t want = std::min(budget, stream_window_);
+          absl::StatusOr<size_t> pulled =
+              want >= mailbox::WireStream::kMinCopyCapacity &&
+                      item.stream->PrefersCopy()
+                  ? PullCopied(item, want)
+                  : PullViews(item, want);
+          if (!pulled.ok()) {
             if (out->size() == out_size_at_entry) {
               Clear();
-              return more.status();
+              return pulled.status();
             }
             // Send what came before; fail on the next Gather().
-            item.stream_error = more.status();
+            item.stream_error = pulled.status();
             item.stream_done = true;
             return absl::OkStatus();
           }
-          item.stream_done = !*more;
-          size_t pulled = 0;
-          size_t count = 0;
-          for (absl::string_view segment : fresh) {
-            pulled += segment.size();
-            count += segment.empty() ? 0 : 1;
-          }
-          const bool merged =
-              count > 1 && pulled < kCoalesceAverageBytes * count;
-          if (merged) {
-            Segment& segment = item.segments.emplace_back();
-            // Sized before the copy: nothing allocates while mapped bytes
-            // are read (see RunWithSigbusGuard).
-            segment.storage.resize(pulled);
-            if (!CopyPieces(fresh, segment.storage.data())) {
-              item.segments.pop_back();
-              absl::Status truncated = absl::AbortedError(
-                  "mailbox truncated while sending a message");
-              if (out->size() == out_size_at_entry) {
-                Clear();
-                return truncated;
-              }
-              item.stream_error = truncated;
-              item.stream_done = true;
-              return absl::OkStatus();
-            }
-            segment.view = segment.storage;
-            fresh.assign(1, segment.view);
-          }
-          pulled = 0;
-          for (absl::string_view segment : fresh) {
-            if (segment.empty()) continue;
-            if (!merged) item.segments.push_back(Segment{segment, {}});
-            pulled += segment.size();
-            if (budget > 0) {
-              const size_t take = std::min(segment.size(), budget);
-              out->push_back(segment.substr(0, take));
-              budget -= take;
-            }
+          for (size_t k = before; k < item.segments.size() && budget > 0;
+               ++k) {
+            const absl::string_view segment = item.segments[k].view;
+            const size_t take = std::min(segment.size(), budget);
+            out->push_back(segment.substr(0, take));
+            budget -= take;
           }
           // A stream that made no progress gets another chance on the next
           // Gather() instead of spinning here.
-          if (pulled == 0) break;
+          if (*pulled == 0) break;
         }
         if (!item.stream_done || !item.stream_error.ok()) {
           return absl::OkStatus();
@@ -205,6 +181,51 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> OutputQueue::PullViews(Item& item, size_t want) {
+  scratch_.clear();
+  absl::StatusOr<bool> more = item.stream->Next(want, &scratch_);
+  if (!more.ok()) return more.status();
+  item.stream_done = !*more;
+  size_t pulled = 0;
+  size_t count = 0;
+  for (absl::string_view segment : scratch_) {
+    pulled += segment.size();
+    count += segment.empty() ? 0 : 1;
+  }
+  if (count > 1 && pulled < kCoalesceAverageBytes * count) {
+    Segment& segment = item.segments.emplace_back();
+    // Allocated before the copy: nothing allocates while mapped bytes are
+    // read (see RunWithSigbusGuard).
+    segment.storage.reset(new char[pulled]);
+    if (!CopyPieces(scratch_, segment.storage.get())) {
+      item.segments.pop_back();
+      return absl::AbortedError("mailbox truncated while sending a message");
+    }
+    segment.view = absl::string_view(segment.storage.get(), pulled);
+    return pulled;
+  }
+  for (absl::string_view segment : scratch_) {
+    if (!segment.empty()) item.segments.push_back(Segment{segment, nullptr});
+  }
+  return pulled;
+}
+
+absl::StatusOr<size_t> OutputQueue::PullCopied(Item& item, size_t want) {
+  const size_t capacity = std::min(want, kCopyChunkBytes);
+  Segment& segment = item.segments.emplace_back();
+  segment.storage.reset(new char[capacity]);
+  size_t written = 0;
+  absl::StatusOr<bool> more =
+      item.stream->NextInto(segment.storage.get(), capacity, &written);
+  if (!more.ok() || written == 0) item.segments.pop_back();
+  if (!more.ok()) return more.status();
+  item.stream_done = !*more;
+  if (written > 0) {
+    segment.view = absl::string_view(segment.storage.get(), written);
+  }
+  return written;
 }
 
 void OutputQueue::Consume(size_t bytes) {

@@ -74,17 +74,18 @@ class OutputQueue {
   bool has_stream_or_checkpoint() const { return special_items_ > 0; }
 
  private:
-  // A pulled stream segment. `storage` is empty when `view` points into the
-  // stream's storage (the mapping); otherwise `view` points into it: a pull
-  // of many short segments (an LF-stored message gives two per line) is
-  // copied into one owned buffer, so the driver hands the kernel a few big
-  // iovecs instead of thousands of tiny ones. Deque elements never move, so
+  // A pulled stream segment. `storage` is null when `view` points into the
+  // stream's storage (the mapping); otherwise `view` points into it: octets
+  // that would come as many short segments (an LF-stored message gives two
+  // per line) are encoded (WireStream::NextInto) or copied into one owned
+  // buffer, so the driver hands the kernel a few big iovecs instead of
+  // thousands of tiny ones. Deque elements never move, so
   // `view` stays valid until the segment is popped. Owned octets are bounded
   // by what Gather() may leave pending plus one pull (the window), not by
   // message size.
   struct Segment {
     absl::string_view view;
-    std::string storage;
+    std::unique_ptr<char[]> storage;  // not zero-filled: it is written over
   };
 
   struct Item {
@@ -108,11 +109,17 @@ class OutputQueue {
   };
 
   void PopFront();
+  // Pull up to `want` octets from item.stream into new item.segments, as
+  // views (Next) or encoded into an owned buffer (NextInto); return how
+  // many octets were pulled and set item.stream_done.
+  absl::StatusOr<size_t> PullViews(Item& item, size_t want);
+  absl::StatusOr<size_t> PullCopied(Item& item, size_t want);
 
   const size_t stream_window_;
   std::deque<Item> items_;
   size_t buffered_bytes_ = 0;
   size_t special_items_ = 0;
+  std::vector<absl::string_view> scratch_;  // PullViews' segments, reused
 };
 
 }  // namespace popgate::core

@@ -90,6 +90,13 @@ class Session::Impl::RecordingStream : public mailbox::WireStream {
     if (!more.ok()) impl_->RecordMaildropFailure(more.status());
     return more;
   }
+  bool PrefersCopy() override { return inner_->PrefersCopy(); }
+  absl::StatusOr<bool> NextInto(char* dest, size_t capacity,
+                                size_t* written) override {
+    absl::StatusOr<bool> more = inner_->NextInto(dest, capacity, written);
+    if (!more.ok()) impl_->RecordMaildropFailure(more.status());
+    return more;
+  }
 
  private:
   std::unique_ptr<mailbox::WireStream> inner_;

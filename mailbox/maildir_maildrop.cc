@@ -39,6 +39,11 @@ class MappedMessageStream : public WireStream {
                             std::vector<absl::string_view>* out) override {
     return stream_.Next(max_bytes, out);
   }
+  bool PrefersCopy() override { return stream_.PrefersCopy(); }
+  absl::StatusOr<bool> NextInto(char* dest, size_t capacity,
+                                size_t* written) override {
+    return stream_.NextInto(dest, capacity, written);
+  }
 
  private:
   Mapping mapping_;  // Declared first: stream_ points into it.

@@ -44,6 +44,24 @@ class WireStream {
   // must end without the final dot).
   virtual absl::StatusOr<bool> Next(size_t max_bytes,
                                     std::vector<absl::string_view>* out) = 0;
+
+  // Smallest `capacity` NextInto() accepts: room for a CR LF.
+  static constexpr size_t kMinCopyCapacity = 2;
+
+  // True when the octets from here on would come out of Next() as many
+  // short segments (an LF-stored message gives two per line), which a
+  // sender copies into one buffer anyway: NextInto() then encodes straight
+  // into that buffer, one pass instead of segments plus a copy.
+  virtual bool PrefersCopy() { return false; }
+
+  // Writes the next wire octets into dest[0, capacity) and sets *written
+  // (at least 1 while octets remain); returns as Next() does. Only called
+  // after PrefersCopy() said true. REQUIRES: capacity >= kMinCopyCapacity.
+  virtual absl::StatusOr<bool> NextInto(char* dest, size_t capacity,
+                                        size_t* written) {
+    *written = 0;
+    return absl::UnimplementedError("NextInto without PrefersCopy");
+  }
 };
 
 class Maildrop {

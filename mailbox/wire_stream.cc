@@ -110,16 +110,66 @@ void EncodingStream::Fill(size_t budget) {
   }
 }
 
+void EncodingStream::Encode(char* dest, size_t capacity, size_t* written) {
+  const char* p = pos_;
+  size_t w = *written;
+  // Two octets of room always make progress: a stuffed dot is followed by
+  // at least its own octet, so the dot is never emitted twice.
+  while (p < end_ && capacity - w >= 2) {
+    if ((p == data_ || p[-1] == '\n') && *p == '.') dest[w++] = '.';
+    const size_t room = capacity - w;
+    // Never look further than the room: a long line must not be rescanned
+    // from its start on every call.
+    const size_t scan = std::min(static_cast<size_t>(end_ - p), room + 1);
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', scan));
+    if (nl == nullptr) {
+      const size_t n = std::min(static_cast<size_t>(end_ - p), room);
+      std::memcpy(dest + w, p, n);
+      w += n;
+      p += n;
+      continue;
+    }
+    const size_t len = static_cast<size_t>(nl - p);  // <= room
+    std::memcpy(dest + w, p, len);
+    w += len;
+    p = nl;
+    const bool crlf = nl > data_ && nl[-1] == '\r';
+    if (capacity - w < (crlf ? 1u : 2u)) break;  // the LF waits for next call
+    if (!crlf) dest[w++] = '\r';
+    dest[w++] = '\n';
+    p = nl + 1;
+  }
+  pos_ = p;
+  *written = w;
+}
+
+template <typename Fn>
+bool EncodingStream::Guarded(Fn fn) const {
+  if (guard_.empty()) {
+    fn();
+    return true;
+  }
+  return RunWithSigbusGuard(guard_.data(), guard_.size(), fn);
+}
+
+absl::StatusOr<bool> EncodingStream::OwesFinalCrLf() const {
+  // The last data byte was read (and checked) by the encoder already, but
+  // read it again only under the same guard.
+  bool unterminated = false;
+  if (end_ > data_ &&
+      !Guarded([this, &unterminated] { unterminated = end_[-1] != '\n'; })) {
+    return absl::AbortedError("mailbox truncated while sending a message");
+  }
+  return unterminated;
+}
+
 absl::StatusOr<bool> EncodingStream::Next(size_t max_bytes,
                                           std::vector<absl::string_view>* out) {
   if (max_bytes == 0) max_bytes = 1;
   size_t total = 0;
   while (pos_ < end_ && total < max_bytes) {
     const size_t budget = max_bytes - total;
-    if (guard_.empty()) {
-      Fill(budget);
-    } else if (!RunWithSigbusGuard(guard_.data(), guard_.size(),
-                                   [this, budget] { Fill(budget); })) {
+    if (!Guarded([this, budget] { Fill(budget); })) {
       return absl::AbortedError("mailbox truncated while sending a message");
     }
     out->insert(out->end(), segs_, segs_ + nsegs_);
@@ -128,18 +178,44 @@ absl::StatusOr<bool> EncodingStream::Next(size_t max_bytes,
   if (pos_ == end_ && !tail_sent_) {
     if (total >= max_bytes) return true;
     tail_sent_ = true;
-    // The last data byte was read (and checked) by Fill already, but read
-    // it again only under the same guard.
-    bool unterminated = false;
-    if (end_ > data_) {
-      auto check = [this, &unterminated] { unterminated = end_[-1] != '\n'; };
-      if (guard_.empty()) {
-        check();
-      } else if (!RunWithSigbusGuard(guard_.data(), guard_.size(), check)) {
-        return absl::AbortedError("mailbox truncated while sending a message");
-      }
+    absl::StatusOr<bool> owed = OwesFinalCrLf();
+    if (!owed.ok()) return owed.status();
+    if (*owed) out->push_back(kCrLf);
+  }
+  return !(pos_ == end_ && tail_sent_);
+}
+
+bool EncodingStream::PrefersCopy() {
+  if (wire_clean_ || pos_ == end_) return false;
+  bool bare_lf = false;
+  // A fault here is reported by the next read of the same bytes.
+  Guarded([this, &bare_lf] {
+    const size_t n = std::min(static_cast<size_t>(end_ - pos_), kPeekBytes);
+    const char* nl = static_cast<const char*>(std::memchr(pos_, '\n', n));
+    bare_lf = nl != nullptr && (nl == data_ || nl[-1] != '\r');
+  });
+  return bare_lf;
+}
+
+absl::StatusOr<bool> EncodingStream::NextInto(char* dest, size_t capacity,
+                                              size_t* written) {
+  *written = 0;
+  if (capacity < kMinCopyCapacity) {
+    return absl::InvalidArgumentError("NextInto: capacity below minimum");
+  }
+  if (pos_ < end_ && !Guarded([this, dest, capacity, written] {
+        Encode(dest, capacity, written);
+      })) {
+    return absl::AbortedError("mailbox truncated while sending a message");
+  }
+  if (pos_ == end_ && !tail_sent_ && capacity - *written >= 2) {
+    tail_sent_ = true;
+    absl::StatusOr<bool> owed = OwesFinalCrLf();
+    if (!owed.ok()) return owed.status();
+    if (*owed) {
+      dest[(*written)++] = '\r';
+      dest[(*written)++] = '\n';
     }
-    if (unterminated) out->push_back(kCrLf);
   }
   return !(pos_ == end_ && tail_sent_);
 }

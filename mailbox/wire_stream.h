@@ -50,12 +50,30 @@ class EncodingStream : public WireStream {
   absl::StatusOr<bool> Next(size_t max_bytes,
                             std::vector<absl::string_view>* out) override;
 
+  // True when the next line ends in a bare LF (looked for in the next
+  // kPeekBytes): CR LF lines come out of Next() as long runs, views of the
+  // data, and are best left there.
+  bool PrefersCopy() override;
+  absl::StatusOr<bool> NextInto(char* dest, size_t capacity,
+                                size_t* written) override;
+
  private:
+  static constexpr size_t kPeekBytes = 1024;
+
   static constexpr int kBatch = 64;
 
   // Emits up to kBatch segments / `budget` octets into segs_. Trivial
   // locals only: may be cut short by siglongjmp.
   void Fill(size_t budget);
+  // Encodes into dest[*written, capacity) from pos_. Trivial locals only,
+  // as Fill().
+  void Encode(char* dest, size_t capacity, size_t* written);
+  // After the last data byte: whether the CR LF for an unterminated last
+  // line is owed (read under the guard). Aborted on a fault.
+  absl::StatusOr<bool> OwesFinalCrLf() const;
+  // Runs `fn` under the SIGBUS guard if there is one; false on a fault.
+  template <typename Fn>
+  bool Guarded(Fn fn) const;
 
   const char* const data_;
   const char* const end_;

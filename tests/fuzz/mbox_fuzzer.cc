@@ -44,6 +44,22 @@ std::string Encode(absl::string_view data, bool clean, size_t max_bytes) {
   }
 }
 
+// The same through NextInto() with `capacity`-octet buffers.
+std::string EncodeInto(absl::string_view data, size_t capacity) {
+  EncodingStream stream(data, false, absl::string_view());
+  std::string out;
+  std::vector<char> buffer(capacity);
+  for (;;) {
+    size_t written = 0;
+    auto more = stream.NextInto(buffer.data(), capacity, &written);
+    Check(more.ok(), "encoding heap data cannot fail");
+    Check(written <= capacity, "NextInto() stays in its buffer");
+    out.append(buffer.data(), written);
+    if (!*more) return out;
+    Check(written > 0, "NextInto() makes progress");
+  }
+}
+
 // Undoes the wire form: strips one dot from dot-led lines, CR LF -> LF
 // where the source had a bare LF cannot be told apart, so compare against
 // the data with every bare LF turned into CR LF.
@@ -95,6 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     Check(m.wire_size == WireSize(data), "LIST size == WireSize");
     const std::string wire = Encode(data, false, max_bytes);
     CheckWire(data, wire);
+    Check(EncodeInto(data, 1 + max_bytes) == wire, "NextInto agrees");
     uint64_t dots = 0;
     for (size_t i = 0; i < data.size(); ++i) {
       dots += data[i] == '.' && (i == 0 || data[i - 1] == '\n');

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 #include "tests/mailbox/mbox_test_util.h"
 #include "tests/testing/status_matchers.h"
@@ -20,6 +22,27 @@ using ::popgate::mailbox::testing::RefTop;
 using ::popgate::testing::IsOk;
 
 using namespace std::string_literals;
+
+// Drains `stream` through NextInto() with `capacity` per call; checks that
+// each call stays in bounds and makes progress.
+absl::StatusOr<std::string> DrainInto(WireStream* stream, size_t capacity) {
+  std::string out;
+  std::string buffer(capacity + 1, '#');  // the extra octet must survive
+  for (;;) {
+    size_t written = 0;
+    absl::StatusOr<bool> more =
+        stream->NextInto(buffer.data(), capacity, &written);
+    if (!more.ok()) return more.status();
+    EXPECT_LE(written, capacity);
+    EXPECT_EQ(buffer[capacity], '#');
+    out.append(buffer.data(), written);
+    if (!*more) return out;
+    if (written == 0) {
+      ADD_FAILURE() << "no progress at capacity " << capacity;
+      return out;
+    }
+  }
+}
 
 // Encodes `data` with every budget and checks all agree with `want`.
 void ExpectEncodes(absl::string_view data, absl::string_view want) {
@@ -37,6 +60,13 @@ void ExpectEncodes(absl::string_view data, absl::string_view want) {
   auto got = Drain(&stream, std::numeric_limits<size_t>::max());
   ASSERT_THAT(got, IsOk());
   EXPECT_EQ(*got, want);
+  for (size_t capacity = WireStream::kMinCopyCapacity;
+       capacity <= want.size() + 4; ++capacity) {
+    EncodingStream copied(data, false, absl::string_view());
+    auto encoded = DrainInto(&copied, capacity);
+    ASSERT_THAT(encoded, IsOk());
+    EXPECT_EQ(*encoded, want) << "capacity=" << capacity;
+  }
 }
 
 struct RetrCase {
@@ -106,6 +136,44 @@ TEST(WireStreamTest, Top) {
     EXPECT_EQ(RefEncode(c.data.substr(0, len)), c.wire);
     ExpectEncodes(absl::string_view(c.data).substr(0, len), c.wire);
   }
+}
+
+TEST(WireStreamTest, NextIntoMatchesTheModelOnRandomData) {
+  // Short alphabets hit every line-start, dot and CR/LF combination.
+  std::mt19937 rng(20261127);
+  const char kAlphabet[] = {'.', '\r', '\n', 'a'};
+  for (int round = 0; round < 2000; ++round) {
+    std::string data(rng() % 40, 'a');
+    for (char& c : data) c = kAlphabet[rng() % 4];
+    const std::string want = RefEncode(data);
+    const size_t capacity = 2 + rng() % 12;
+    EncodingStream stream(data, false, absl::string_view());
+    auto got = DrainInto(&stream, capacity);
+    ASSERT_THAT(got, IsOk());
+    ASSERT_EQ(*got, want) << "capacity " << capacity << " data "
+                          << absl::CEscape(data);
+  }
+}
+
+TEST(WireStreamTest, PrefersCopyOnlyForBareLfLines) {
+  EncodingStream lf("a\nb\n", false, absl::string_view());
+  EXPECT_TRUE(lf.PrefersCopy());
+  EncodingStream crlf("a\r\nb\n", false, absl::string_view());
+  EXPECT_FALSE(crlf.PrefersCopy());  // views of the CR LF run
+  EncodingStream clean("a\nb\n", true, absl::string_view());
+  EXPECT_FALSE(clean.PrefersCopy());
+  EncodingStream empty("", false, absl::string_view());
+  EXPECT_FALSE(empty.PrefersCopy());
+}
+
+TEST(WireStreamTest, NextIntoRescansNoLongLine) {
+  // A 4 MB line through 2-octet buffers: quadratic rescans would take
+  // minutes; bounded scans take milliseconds.
+  const std::string data = std::string(4 << 20, 'x') + "\n";
+  EncodingStream stream(data, false, absl::string_view());
+  auto got = DrainInto(&stream, 2);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->size(), data.size() + 1);
 }
 
 TEST(WireStreamTest, CleanFastPathSlicesByBudget) {
