@@ -20,7 +20,7 @@ namespace {
 //   Header | count x MboxMessage (64 octets each) | uint64 checksum
 // The checksum covers everything before it.
 constexpr char kMagic[8] = {'P', 'G', 'M', 'B', 'X', 'I', 'D', 'X'};
-constexpr uint64_t kVersion = 1 | (uint64_t{sizeof(MboxMessage)} << 32);
+constexpr uint64_t kVersion = 2 | (uint64_t{sizeof(MboxMessage)} << 32);
 
 struct Header {
   char magic[8];
@@ -32,8 +32,9 @@ struct Header {
   int64_t mtime_nsec;
   uint64_t count;
   uint64_t fingerprint;
+  uint64_t stride;  // of the message samples
 };
-static_assert(sizeof(Header) == 72, "no padding in the file header");
+static_assert(sizeof(Header) == 80, "no padding in the file header");
 
 // Fingerprint samples (see the header comment). One cache line per
 // message: the From_ line (which names the sender and date) and what
@@ -41,11 +42,20 @@ static_assert(sizeof(Header) == 72, "no padding in the file header");
 // part is what a cache hit costs.
 constexpr uint64_t kEdgeBytes = 4096;
 constexpr uint64_t kMessageSampleBytes = 64;
-// Every kSampleStride-th message (by index) is sampled, plus the last cached
-// one: reading one line of every message costs a cache miss per message
-// (~60% of a hit on 4 KB mail); a fixed stride keeps the sum reusable after
-// an append.
-constexpr size_t kSampleStride = 8;
+// Every stride-th message (by index) is sampled, plus the last cached one.
+// Each sample costs a page fault in the mapping (several microseconds once
+// messages are pages apart), so the stride grows with the message count to
+// keep about kTargetSamples: a boundary that moved shows in every sample
+// after it and in the last message, which is always sampled. The stride is
+// kept in the cache, so an append reuses the sum over the verified prefix;
+// it is chosen anew once appends have doubled the samples.
+constexpr size_t kMinSampleStride = 8;
+constexpr size_t kTargetSamples = 256;
+
+size_t StrideFor(size_t count) {
+  return std::max(kMinSampleStride,
+                  (count + kTargetSamples - 1) / kTargetSamples);
+}
 
 // A fast, stable 64-bit hash (not absl::Hash: that is salted per process).
 // It detects corruption and mismatches; it is not a MAC, and needs not be:
@@ -88,14 +98,14 @@ bool SampleMessage(const char* data, const MboxMessage& m, uint64_t* sum) {
          (at == 0 || (at >= 2 && data[at - 1] == '\n' && data[at - 2] == '\n'));
 }
 
-// Adds the sampled messages among [from, to) to `sums`, each hashed with its offset, and
+// Adds every stride-th message among [from, to) to `sums`, each hashed with its offset, and
 // checks each boundary (a From_ line at the file start or after an LF-only
 // blank line). REQUIRES: the entries lie inside `data` (ValidEntries).
 // Trivial locals only: runs under RunWithSigbusGuard.
 void AddMessages(const char* data, const MboxMessage* messages, size_t from,
-                 size_t to, MessageSums* sums) {
-  for (size_t i = (from + kSampleStride - 1) / kSampleStride * kSampleStride;
-       i < to; i += kSampleStride) {
+                 size_t to, size_t stride, MessageSums* sums) {
+  for (size_t i = (from + stride - 1) / stride * stride; i < to;
+       i += stride) {
     if (!SampleMessage(data, messages[i], &sums->sum)) {
       sums->boundaries_ok = false;
     }
@@ -166,7 +176,7 @@ std::optional<Loaded> ReadCache(const std::string& path, const MboxFileKey& key,
             PreadFull(fd, &h, sizeof(h), 0) &&
             std::memcmp(h.magic, kMagic, sizeof(kMagic)) == 0 &&
             h.version == kVersion && h.dev == key.dev && h.ino == key.ino &&
-            h.count > 0 && h.count <= max_messages &&
+            h.count > 0 && h.count <= max_messages && h.stride > 0 &&
             static_cast<uint64_t>(st.st_size) ==
                 sizeof(Header) + h.count * sizeof(MboxMessage) + 8;
   if (ok) {
@@ -193,13 +203,14 @@ bool StillMatches(absl::string_view data, const Loaded& loaded,
   }
   const MboxMessage* messages = loaded.messages.data();
   const size_t count = loaded.messages.size();
+  const size_t stride = loaded.header.stride;
   MessageSums all;
   uint64_t edges = 0;
   bool last_ok = false;
   if (!RunWithSigbusGuard(data.data(), data.size(), [&] {
-        AddMessages(data.data(), messages, 0, count - 1, prefix);
+        AddMessages(data.data(), messages, 0, count - 1, stride, prefix);
         all = *prefix;
-        AddMessages(data.data(), messages, count - 1, count, &all);
+        AddMessages(data.data(), messages, count - 1, count, stride, &all);
         edges = EdgeHash(data.data(), region, messages[count - 1], &last_ok);
       })) {
     return false;
@@ -208,14 +219,24 @@ bool StillMatches(absl::string_view data, const Loaded& loaded,
          Mix(edges, all.sum) == loaded.header.fingerprint;
 }
 
-// WriteIndexCache, reusing `known` = the sums over messages[0, known_count).
+// WriteIndexCache, reusing `known` = the sums over messages[0, known_count)
+// sampled with `known_stride` (0: nothing known).
 absl::Status WriteCache(const std::string& path, const MboxFileKey& key,
                         absl::string_view data,
                         const std::vector<MboxMessage>& messages,
-                        size_t known_count, MessageSums known) {
+                        size_t known_count, MessageSums known,
+                        size_t known_stride) {
   if (messages.empty() || known_count > messages.size() ||
       !ValidEntries(messages, data.size())) {
     return absl::InvalidArgumentError("index does not tile the data");
+  }
+  size_t stride = known_stride;
+  if (stride == 0 || messages.size() / stride > 2 * kTargetSamples) {
+    stride = StrideFor(messages.size());
+  }
+  if (stride != known_stride) {
+    known_count = 0;
+    known = MessageSums();
   }
   Header h;
   std::memcpy(h.magic, kMagic, sizeof(kMagic));
@@ -227,12 +248,13 @@ absl::Status WriteCache(const std::string& path, const MboxFileKey& key,
   h.mtime_nsec = key.mtime_nsec;
   h.count = messages.size();
   h.fingerprint = 0;
+  h.stride = stride;
   MessageSums sums = known;
   uint64_t edges = 0;
   bool last_ok = false;
   if (!RunWithSigbusGuard(data.data(), data.size(), [&] {
         AddMessages(data.data(), messages.data(), known_count,
-                    messages.size(), &sums);
+                    messages.size(), stride, &sums);
         edges = EdgeHash(data.data(), data.size(), messages.back(), &last_ok);
       })) {
     return absl::AbortedError("mbox truncated while fingerprinting");
@@ -291,7 +313,7 @@ std::string IndexCachePath(const std::string& dir, uint64_t dev, uint64_t ino) {
 absl::Status WriteIndexCache(const std::string& path, const MboxFileKey& key,
                              absl::string_view data,
                              const std::vector<MboxMessage>& messages) {
-  return WriteCache(path, key, data, messages, 0, MessageSums());
+  return WriteCache(path, key, data, messages, 0, MessageSums(), 0);
 }
 
 absl::StatusOr<std::vector<MboxMessage>> IndexWithCache(
@@ -331,7 +353,7 @@ absl::StatusOr<std::vector<MboxMessage>> IndexWithCache(
         messages.insert(messages.end(), tail->begin(), tail->end());
         *outcome = IndexCacheOutcome::kAppended;
         const size_t kept = messages.size() - tail->size();
-        WriteCache(path, key, data, messages, kept, prefix)
+        WriteCache(path, key, data, messages, kept, prefix, h.stride)
             .IgnoreError();  // best effort: a failure costs a scan next time
         return messages;
       }

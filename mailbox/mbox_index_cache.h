@@ -14,9 +14,11 @@
 //     indexed size and mtime;
 //   - the entries must tile [0, indexed size) and lie inside it;
 //   - a fingerprint of the mailbox bytes the cache describes (the first and
-//     last 4 KiB of the indexed region and the first 64 octets of every
-//     cached message, i.e. each From_ line and the start of its headers)
-//     must still match the mapped bytes.
+//     last 4 KiB of the indexed region and the first 64 octets, i.e. the
+//     From_ line and the start of its headers, of the last cached message
+//     and of every stride-th one: at least every 8th, about 256 in all)
+//     must still match the mapped bytes, and each sampled message must
+//     still start at a message boundary.
 // Same size and mtime: the cached index is used as is. A larger file with
 // the same (device, inode): the cached prefix is kept up to the LAST cached
 // message, which is re-scanned together with the appended bytes (its

@@ -219,6 +219,58 @@ TEST_F(MboxIndexCacheTest, RewrittenOrShrunkIsAFullScan) {
   EXPECT_EQ(Check(shrunk, Key(shrunk, 1002)), IndexCacheOutcome::kMiss);
 }
 
+// Big mailboxes: the fingerprint samples every stride-th message, the
+// stride growing with the count (about 256 samples).
+class MboxIndexCacheBigTest : public MboxIndexCacheTest {
+ protected:
+  static constexpr size_t kBigMax = 100000;
+  IndexCacheOutcome CheckBig(absl::string_view data, const MboxFileKey& key) {
+    IndexCacheOutcome outcome = IndexCacheOutcome::kDisabled;
+    auto got = IndexWithCache(data, key, dir_.path(), kBigMax, &outcome);
+    auto fresh = IndexMbox(data, kBigMax);
+    EXPECT_TRUE(got.ok() && fresh.ok());
+    if (got.ok() && fresh.ok()) EXPECT_TRUE(*got == *fresh);
+    return outcome;
+  }
+};
+
+TEST_F(MboxIndexCacheBigTest, ThinSamplingStillSeesAMovedBoundary) {
+  // 5,000 messages: every 20th is sampled. Deleting any one message and
+  // appending enough to grow the file moves every later boundary.
+  for (int gone : {1, 2, 2501, 4999}) {
+    SCOPED_TRACE(gone);
+    std::string data;
+    for (int i = 1; i <= 5000; ++i) absl::StrAppend(&data, Message(i), "\n");
+    ASSERT_EQ(CheckBig(data, Key(data)), IndexCacheOutcome::kMiss);
+    std::string rewritten;
+    for (int i = 1; i <= 5003; ++i) {
+      if (i != gone) absl::StrAppend(&rewritten, Message(i), "\n");
+    }
+    ASSERT_GT(rewritten.size(), data.size());
+    EXPECT_EQ(CheckBig(rewritten, Key(rewritten, 2000 + gone)),
+              IndexCacheOutcome::kMiss);
+    ::unlink(CachePath().c_str());
+  }
+}
+
+TEST_F(MboxIndexCacheBigTest, AppendsPastTwiceTheSamplesChooseANewStride) {
+  // 300 messages (stride 8) grow to 6,300 (past 512 samples at stride 8):
+  // every step is an append that agrees with a fresh scan.
+  std::string data;
+  int n = 0;
+  for (; n < 300; ++n) absl::StrAppend(&data, Message(n + 1), "\n");
+  ASSERT_EQ(CheckBig(data, Key(data)), IndexCacheOutcome::kMiss);
+  for (int step = 0; step < 12; ++step) {
+    for (int k = 0; k < 500; ++k, ++n) {
+      absl::StrAppend(&data, Message(n + 1), "\n");
+    }
+    ASSERT_EQ(CheckBig(data, Key(data, 3000 + step)),
+              IndexCacheOutcome::kAppended)
+        << step;
+  }
+  EXPECT_EQ(CheckBig(data, Key(data, 3011)), IndexCacheOutcome::kHit);
+}
+
 TEST_F(MboxIndexCacheTest, RefusalsAreReportedAsWithoutACache) {
   std::string data = Mailbox(2);
   Check(data, Key(data));
