@@ -3,16 +3,18 @@
 # compared with the loopback copy ceiling measured in the same run.
 #
 #   sudo bench/retr_throughput.sh [--build=build-perf] [--format=lf|crlf]
-#        [--messages=2000] [--kb=100] [--runs=3] [--duration=10s] [--no-flood]
+#        [--store=mbox|maildir] [--messages=2000] [--kb=100] [--runs=3]
+#        [--duration=10s] [--pipeline=1] [--no-flood]
 #   env POPGATE=/path/to/popgate FLOOD=/path/to/popgate-flood override the build.
 #
 # Set-up (as tests/e2e/popgate_harness.py does it), all in a temp dir that is
 # removed on exit: a throwaway system user (useradd --system, removed with
 # userdel), a Debian-style spool (root:mail 2775, mbox user:mail 0660, mtime an
 # hour ago), a passwd-file with a {SHA512-CRYPT} hash, --state_dir.
-# The mbox holds --messages x --kb KB messages of ~76-octet lines, stored with
-# LF (--format=lf, what MDAs write) or CR LF (--format=crlf: wire-clean
-# messages, no line starting with '.').
+# The mailbox holds --messages x --kb KB messages of ~76-octet lines, stored
+# with LF (--format=lf, what MDAs write) or CR LF (--format=crlf: wire-clean
+# messages, no line starting with '.'), in one mbox or (--store=maildir) one
+# file each in a Maildir's cur/ (user-owned, 0700).
 #
 # Each run, interleaved so both share the machine's noise:
 #   ceiling  bench/compare/copyceiling (g++ -O2, built here): a plain sender
@@ -20,7 +22,7 @@
 #            that scans it for the terminator; --chunk=262144.
 #   popgate  bench/retr_client.cc (g++ -O2, built here; the same reader as the
 #            ceiling's) downloads the whole mailbox repeatedly for --duration
-#            (seconds); then popgate-flood --scenario=retr-throughput:1 for
+#            (seconds), --pipeline RETRs outstanding; then popgate-flood --scenario=retr-throughput:1 for
 #            --duration (skipped with --no-flood). popgate-flood parses replies
 #            a byte at a time and is the bottleneck on this path, so the
 #            %-of-ceiling figure uses retr_client.
@@ -32,6 +34,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=build-perf
 FORMAT=lf
+STORE=mbox
+PIPELINE=1
 MESSAGES=2000
 KB=100
 RUNS=3
@@ -41,6 +45,8 @@ for arg in "$@"; do
   case $arg in
     --build=*) BUILD=${arg#*=} ;;
     --format=*) FORMAT=${arg#*=} ;;
+    --store=*) STORE=${arg#*=} ;;
+    --pipeline=*) PIPELINE=${arg#*=} ;;
     --messages=*) MESSAGES=${arg#*=} ;;
     --kb=*) KB=${arg#*=} ;;
     --runs=*) RUNS=${arg#*=} ;;
@@ -51,6 +57,8 @@ for arg in "$@"; do
   esac
 done
 [[ $FORMAT == lf || $FORMAT == crlf ]] || { echo "--format=lf|crlf" >&2; exit 2; }
+[[ $STORE == mbox || $STORE == maildir ]] || { echo "--store=mbox|maildir" >&2; exit 2; }
+[[ $PIPELINE =~ ^[0-9]+$ && $PIPELINE -ge 1 ]] || { echo "bad --pipeline" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "needs root (useradd, setuid sessions)" >&2; exit 2; }
 [[ $BUILD == /* ]] || BUILD=$REPO/$BUILD
 POPGATE=${POPGATE:-$BUILD/net/popgate}
@@ -81,16 +89,22 @@ USER_UID=$(id -u "$USER_NAME"); USER_GID=$(id -g "$USER_NAME")
 mkdir "$ROOT/spool" "$ROOT/state"
 chown root:mail "$ROOT/spool"; chmod 2775 "$ROOT/spool"; chmod 755 "$ROOT/state"
 MBOX=$ROOT/spool/$USER_NAME
-python3 - "$MBOX" "$MESSAGES" "$KB" "$FORMAT" "$USER_NAME" <<'PY'
-import sys
+MAILDIR=$ROOT/maildir/$USER_NAME
+python3 - "$MBOX" "$MESSAGES" "$KB" "$FORMAT" "$USER_NAME" "$STORE" "$MAILDIR" <<'PY'
+import os, sys
 path, n_msgs, kb, fmt, user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+store, maildir = sys.argv[6], sys.argv[7]
 eol = "\r\n" if fmt == "crlf" else "\n"
+if store == "maildir":
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(f"{maildir}/{sub}")
 words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
 with open(path, "w", newline="") as f:
     for n in range(1, n_msgs + 1):
         # The From_ line and the separating blank line are LF (mbox framing);
         # header and body lines use `eol`.
-        f.write(f"From sender{n % 7}@example.org Thu Nov 26 10:{n // 60 % 60:02d}:{n % 60:02d} 2026\n")
+        if store == "mbox":
+            f.write(f"From sender{n % 7}@example.org Thu Nov 26 10:{n // 60 % 60:02d}:{n % 60:02d} 2026\n")
         head = [f"Received: from mx{n % 3}.example.org by pop.example.net; Thu, 26 Nov 2026 10:00:00 +0000",
                 f"Date: Thu, 26 Nov 2026 10:{n // 60 % 60:02d}:{n % 60:02d} +0000",
                 f"From: Sender {n % 7} <sender{n % 7}@example.org>",
@@ -106,9 +120,19 @@ with open(path, "w", newline="") as f:
             lines.append(line)
             total += len(line) + len(eol)
             k += 1
-        f.write(eol.join(head + lines) + eol + "\n")
+        if store == "maildir":  # no From_ line, no mbox blank line
+            with open(f"{maildir}/cur/1700000000.M{n}P1.bench:2,S", "w", newline="") as m:
+                m.write(eol.join(head + lines) + eol)
+        else:
+            f.write(eol.join(head + lines) + eol + "\n")
 PY
 chown "$USER_NAME:mail" "$MBOX"; chmod 660 "$MBOX"; touch -d '1 hour ago' "$MBOX"
+MAIL_FLAG=mbox:"$ROOT/spool/%u"
+if [[ $STORE == maildir ]]; then
+  chmod 755 "$ROOT/maildir"
+  chown -R "$USER_NAME:$USER_GID" "$MAILDIR"; chmod 700 "$MAILDIR" "$MAILDIR"/*
+  MAIL_FLAG=maildir:"$ROOT/maildir/%u"
+fi
 HASH=$(openssl passwd -6 "$PASSWORD")
 printf '%s:{SHA512-CRYPT}%s:%s:%s::/nonexistent:\n' "$USER_NAME" "$HASH" "$USER_UID" "$USER_GID" >"$ROOT/passwd"
 chmod 600 "$ROOT/passwd"
@@ -116,7 +140,7 @@ g++ -O2 -std=c++20 -pthread -o "$ROOT/copyceiling" "$REPO/bench/compare/copyceil
 g++ -O2 -std=c++20 -o "$ROOT/retr_client" "$REPO/bench/retr_client.cc"
 
 setsid "$POPGATE" -D --foreground --log=stderr --listen=127.0.0.1:0 \
-  --auth=passwd-file:"$ROOT/passwd" --mail=mbox:"$ROOT/spool/%u" \
+  --auth=passwd-file:"$ROOT/passwd" --mail="$MAIL_FLAG" \
   --state_dir="$ROOT/state" --min_session_slot=0 2>"$ROOT/popgate.stderr" &
 DAEMON_PID=$!
 PORT=
@@ -127,6 +151,7 @@ for _ in $(seq 100); do
 done
 [[ -n $PORT ]] || { cat "$ROOT/popgate.stderr" >&2; exit 1; }
 cat "$MBOX" >/dev/null  # page cache warm: measure the send path, not the disk
+[[ $STORE == maildir ]] && cat "$MAILDIR"/cur/* >/dev/null
 
 # Peak RssAnon (kB) summed over the daemon's session (setsid: sid = pid).
 sample_anon() {
@@ -148,7 +173,7 @@ children_cpu_ticks() { awk '{print $16 + $17}' "/proc/$DAEMON_PID/stat"; }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-echo "mbox: $(stat -c %s "$MBOX") bytes, $MESSAGES x $KB KB, format $FORMAT; popgate $POPGATE"
+echo "$STORE: $(du -sb --apparent-size "$([[ $STORE == maildir ]] && echo "$MAILDIR" || echo "$MBOX")" | cut -f1) bytes, $MESSAGES x $KB KB, format $FORMAT; pipeline $PIPELINE; popgate $POPGATE"
 : >"$ROOT/ceil"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"; : >"$ROOT/cpu"
 for run in $(seq "$RUNS"); do
   ceil=$("$ROOT/copyceiling" --mb=200 --runs=1 --chunk=262144 |
@@ -156,7 +181,7 @@ for run in $(seq "$RUNS"); do
   touch "$ROOT/sampling"; sample_anon & sp=$!
   cpu0=$(children_cpu_ticks)
   rc=$("$ROOT/retr_client" --port="$PORT" --user="$USER_NAME" --pass="$PASSWORD" \
-       --seconds="${DURATION%s}" --chunk=262144)
+       --seconds="${DURATION%s}" --chunk=262144 --pipeline="$PIPELINE")
   sleep 0.3  # let the master reap the last session
   cpu1=$(children_cpu_ticks)
   rm -f "$ROOT/sampling"; wait "$sp"

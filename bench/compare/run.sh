@@ -42,7 +42,10 @@
 #             10,000 processes).
 # Each run samples the server's whole process tree (bench/compare/proctree.cc):
 # CPU seconds = delta of utime+stime+cutime+cstime over the tree, peak RSS and
-# peak PSS (and anonymous PSS) sums. Then the loopback copy ceiling (bench/compare/copyceiling.cc).
+# peak PSS (and anonymous PSS) sums. Then the loopback copy ceiling (bench/compare/copyceiling.cc),
+# and per server one client downloading pgbig for --duration with bench/retr_client.cc (the
+# ceiling's reader, 16 RETRs pipelined): the servers' send path, where popgate-flood's
+# byte-at-a-time parser limits the retr200m rows.
 #
 # Test users exist only inside the private mount namespace: copies of
 # /etc/passwd, /etc/shadow and /etc/group with the users added are overlaid on
@@ -495,6 +498,20 @@ EOF
   # --- loopback copy ceiling ----------------------------------------------------
   log "loopback copy ceiling ($CEILING_MB MB x 5)"
   timeout 180 "$BIN/copyceiling" --mb="$CEILING_MB" --runs=5 >"$OUT/ceiling.json" 2>>"$LOGS/ceiling.stderr" || true
+  for s in "${ALL_SERVERS[@]}"; do
+    has_server "$s" && [[ -z "${BROKEN[$s]:-}" ]] || continue
+    [[ " ${SCENARIOS[*]} " == *" retr200m "* ]] || continue
+    log "retr_client / $s"
+    "$BIN/proctree" --root="${PID[$s]}" --interval-ms=250 --max-seconds=$((DUR_S + 100)) \
+      >"$OUT/retrfast.$s.proc.json" 2>>"$LOGS/proctree.stderr" &
+    spid=$!; SAMPLER_PIDS+=("$spid")
+    # popa3d needs ~45 s for one pass at its 4-5 MB/s; one pass always completes.
+    timeout -k 5 $((DUR_S + 90)) "$BIN/retr_client" --port="${PORT[$s]}" --user=pgbig \
+      --pass="$PASSWORD" --seconds="$DUR_S" --pipeline=16 \
+      >"$OUT/retrfast.$s.json" 2>>"$LOGS/retr_client.stderr" || true
+    kill -TERM "$spid" 2>/dev/null || true
+    wait "$spid" || true
+  done
 
   # Server-side facts for the report.
   for s in "${!PID[@]}"; do
@@ -565,13 +582,14 @@ fi
 # Helpers, rebuilt when their source changes.
 mkdir -p "$BIN"
 build_helper() {
-  local name=$1 src=$HERE/$1.cc
+  local name=$1 src=${2:-$HERE/$1.cc}
   if [[ ! -x $BIN/$name || $src -nt $BIN/$name ]]; then
     g++ -O2 -std=c++20 -pthread -o "$BIN/$name.tmp" "$src" && mv "$BIN/$name.tmp" "$BIN/$name"
   fi
 }
 build_helper proctree
 build_helper copyceiling
+build_helper retr_client "$HERE/../retr_client.cc"
 
 NS=popgate-bench-$$
 RUN=$CACHE/run.$$
