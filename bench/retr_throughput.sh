@@ -14,7 +14,8 @@
 # The mailbox holds --messages x --kb KB messages of ~76-octet lines, stored
 # with LF (--format=lf, what MDAs write) or CR LF (--format=crlf: wire-clean
 # messages, no line starting with '.'), in one mbox or (--store=maildir) one
-# file each in a Maildir's cur/ (user-owned, 0700).
+# file each in a Maildir's cur/ (user-owned, 0700; named with ,S= and ,W= as
+# Dovecot's deliveries are).
 #
 # Each run, interleaved so both share the machine's noise:
 #   ceiling  bench/compare/copyceiling (g++ -O2, built here): a plain sender
@@ -121,8 +122,11 @@ with open(path, "w", newline="") as f:
             total += len(line) + len(eol)
             k += 1
         if store == "maildir":  # no From_ line, no mbox blank line
-            with open(f"{maildir}/cur/1700000000.M{n}P1.bench:2,S", "w", newline="") as m:
-                m.write(eol.join(head + lines) + eol)
+            body = (eol.join(head + lines) + eol).encode()
+            # Named as Dovecot's deliveries are: S= the size, W= with CR LF line ends.
+            wsize = len(body) + body.count(b"\n") - body.count(b"\r\n")
+            with open(f"{maildir}/cur/1700000000.M{n}P1.bench,S={len(body)},W={wsize}:2,S", "wb") as m:
+                m.write(body)
         else:
             f.write(eol.join(head + lines) + eol + "\n")
 PY

@@ -56,9 +56,11 @@ struct MaildirOptions {
 //   - UIDL: the name before ':' if it is a valid RFC 1939 UIDL, else the
 //     MD5 hex of it (maildir_name.h); a duplicate gets the MD5 hex of
 //     "<new|cur>/<full name>".
-//   - sizes: computed from each file (the exact RETR octets before
-//     dot-stuffing); ,S= and ,W= name fields are checked against the file
-//     and the computed value wins on mismatch (mismatches are counted).
+//   - sizes: the exact RETR octets before dot-stuffing. Taken from the
+//     name when its ,S= is the file's size and its ,W= is a possible
+//     encoding of that many octets (S <= W <= 2S; Dovecot's deliveries name
+//     files so): a login then reads no message bytes. Otherwise computed
+//     from the file, and any ,S=/,W= that disagrees is counted.
 //   - limits: ResourceExhausted; I/O failures: the errno's code.
 // Mail delivered after the open stays invisible until the next session.
 absl::StatusOr<std::unique_ptr<Maildrop>> OpenMaildir(

@@ -72,6 +72,35 @@ UniqueFd OpenRegular(int dir_fd, const std::string& name, struct stat* st) {
   return fd;
 }
 
+// Whether the message's last octet is not an LF (RETR then appends CR LF);
+// nullopt if it cannot be read.
+std::optional<bool> Unterminated(int fd, uint64_t size) {
+  if (size == 0) return false;
+  char last = 0;
+  if (::pread(fd, &last, 1, static_cast<off_t>(size - 1)) != 1) {
+    return std::nullopt;
+  }
+  return last != '\n';
+}
+
+// The wire size the name states, if it can stand in for a scan: its S= is
+// the file's size, and its W= (Dovecot's: every LF counted as CR LF,
+// nothing added for a missing final newline) is a possible encoding of
+// that many octets. A W= that lies within those bounds shows in LIST (RETR
+// sends the real octets); that is the price of not reading every message
+// at every login, and Dovecot pays it too.
+std::optional<uint64_t> NamedWireSize(const MaildirName& parsed, int fd,
+                                      uint64_t size) {
+  if (!parsed.raw_size.has_value() || !parsed.wire_size.has_value() ||
+      *parsed.raw_size != size || *parsed.wire_size < size ||
+      *parsed.wire_size - size > size) {
+    return std::nullopt;
+  }
+  const std::optional<bool> unterminated = Unterminated(fd, size);
+  if (!unterminated.has_value()) return std::nullopt;
+  return *parsed.wire_size + (*unterminated ? 2 : 0);
+}
+
 // MaildirOptions::required_owner, on an fstat of the opened fd.
 absl::Status CheckOwner(const std::string& what, const struct stat& st,
                         uid_t owner) {
@@ -169,6 +198,33 @@ int MaildirMaildrop::SubdirFd(bool in_cur) {
   return fd.get();
 }
 
+absl::StatusOr<bool> MaildirMaildrop::ScanWireSize(int fd, uint64_t size,
+                                         const MaildirName& parsed,
+                                         uint64_t* wire_size) {
+  ASSIGN_OR_RETURN(Mapping mapping, Mapping::Map(fd, size));
+  if (size > 0 &&
+      !RunWithSigbusGuard(mapping.data(), mapping.size(),
+                          [wire_size, &mapping] {
+                            *wire_size = WireSize(mapping.view());
+                          })) {
+    return false;
+  }
+  if (size == 0) *wire_size = 0;
+  if (parsed.raw_size.has_value() && *parsed.raw_size != size) {
+    ++size_field_mismatches_;
+  }
+  // Dovecot's W= adds nothing for a missing final newline; ours does (RETR
+  // appends CR LF there). Either reading of an honest name is accepted.
+  if (parsed.wire_size.has_value() && *parsed.wire_size != *wire_size) {
+    const std::optional<bool> unterminated = Unterminated(fd, size);
+    if (!unterminated.has_value() || !*unterminated ||
+        *parsed.wire_size + 2 != *wire_size) {
+      ++size_field_mismatches_;
+    }
+  }
+  return true;
+}
+
 absl::Status MaildirMaildrop::Scan() {
   struct Candidate {
     std::string name;
@@ -239,40 +295,14 @@ absl::Status MaildirMaildrop::Scan() {
     m.raw_size = size;
     m.dev = st.st_dev;
     m.ino = st.st_ino;
-    // The LIST size must be exactly what RETR sends, so it is computed from
-    // the bytes; the name's fields are only checked (they are written by
-    // whoever delivered the file, and some tools get W= wrong).
-    // TODO(maildir): this reads every message at login; an index cache
-    // keyed by (name, inode, size, mtime), as planned for mbox, would make
-    // a re-login cost O(new mail).
-    ASSIGN_OR_RETURN(Mapping mapping, Mapping::Map(fd.get(), size));
-    bool faulted = false;
-    if (size > 0 &&
-        !RunWithSigbusGuard(mapping.data(), mapping.size(), [&m, &mapping] {
-          m.wire_size = WireSize(mapping.view());
-        })) {
-      faulted = true;
-    }
-    if (faulted) continue;  // Truncated while we read it: not a message now.
     const MaildirName parsed = ParseMaildirName(m.name);
-    if (parsed.raw_size.has_value() && *parsed.raw_size != m.raw_size) {
-      ++size_field_mismatches_;
-    }
-    // Dovecot's W= counts every LF as CR LF but adds nothing for a missing
-    // final newline; our size does (RETR appends CR LF there). Compare with
-    // that convention so honest names are not counted as lying.
-    if (parsed.wire_size.has_value()) {
-      uint64_t dovecot_w = m.wire_size;
-      if (size > 0) {
-        char last = 0;
-        if (::pread(fd.get(), &last, 1, static_cast<off_t>(size - 1)) == 1 &&
-            last != '\n') {
-          dovecot_w -= 2;
-        }
-      }
-      if (*parsed.wire_size != dovecot_w && *parsed.wire_size != m.wire_size) {
-        ++size_field_mismatches_;
-      }
+    if (std::optional<uint64_t> named = NamedWireSize(parsed, fd.get(), size);
+        named.has_value()) {
+      m.wire_size = *named;
+    } else {
+      ASSIGN_OR_RETURN(const bool read,
+                       ScanWireSize(fd.get(), size, parsed, &m.wire_size));
+      if (!read) continue;  // Truncated while we read it: not a message now.
     }
     if (parsed.seconds.has_value()) {
       m.sort_seconds = *parsed.seconds;

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "mailbox/maildir.h"
 #include "mailbox/maildir_lock.h"
+#include "mailbox/maildir_name.h"
 #include "mailbox/maildrop.h"
 #include "mailbox/mapping.h"
 
@@ -80,6 +81,11 @@ class MaildirMaildrop : public Maildrop {
       : path_(std::move(path)), options_(std::move(options)) {}
 
   absl::Status Scan();
+  // Maps and reads a message file of `size` octets to compute its wire size;
+  // counts name fields that disagree. False if it shrank while read.
+  absl::StatusOr<bool> ScanWireSize(int fd, uint64_t size,
+                                    const MaildirName& parsed,
+                                    uint64_t* wire_size);
   // new/ or cur/, opened on first use. -1 if it does not exist.
   int SubdirFd(bool in_cur);
   // Opens message `index` where it now is (following a rename by unique

@@ -277,6 +277,34 @@ TEST_F(MaildirTest, SizesAreEncodedOctetsAndNameFieldsAreVerified) {
   }
 }
 
+TEST_F(MaildirTest, PlausibleNameSizesStandInForAScan) {
+  const std::string lf = "Subject: a\n\nbody\n";            // 3 LFs
+  const std::string unterminated = "Subject: c\n\nno newline";  // 2 LFs
+  // S= right, W= within [S, 2S] but not the truth (S+1, not S+3): trusted
+  // as stated, so a login reads no message bytes (Dovecot does the same).
+  Put("new", absl::StrCat("1.a.h,S=", lf.size(), ",W=", lf.size() + 1), lf);
+  // Honest Dovecot fields on an unterminated file: RETR adds CR LF.
+  Put("new",
+      absl::StrCat("2.b.h,S=", unterminated.size(), ",W=",
+                   unterminated.size() + 2),
+      unterminated);
+  // W= below S or above 2S, or S= not the file's size: scanned.
+  Put("new", absl::StrCat("3.c.h,S=", lf.size(), ",W=", lf.size() - 1), lf);
+  Put("new", absl::StrCat("4.d.h,S=", lf.size(), ",W=", 2 * lf.size() + 1),
+      lf);
+  Put("new", absl::StrCat("5.e.h,S=", lf.size() + 1, ",W=", lf.size() + 3),
+      lf);
+  auto md = Open();
+  ASSERT_THAT(md, IsOk());
+  ASSERT_EQ((*md)->message_count(), 5u);
+  EXPECT_EQ((*md)->message_size(0), lf.size() + 1);
+  EXPECT_EQ((*md)->message_size(1), unterminated.size() + 2 + 2);
+  for (size_t i : {2u, 3u, 4u}) EXPECT_EQ((*md)->message_size(i), lf.size() + 3);
+  // Only the scanned names can be caught lying: 3's W, 4's W, 5's S.
+  EXPECT_EQ((*md)->size_field_mismatches(), 3u);
+  EXPECT_EQ(Retr(md->get(), 0), RefEncode(lf));  // the real octets
+}
+
 TEST_F(MaildirTest, RetrAndTopWireForm) {
   const std::string lf = "Subject: a\nX: y\n\nline 1\n.dot line\n..two\nlast";
   const std::string crlf = "Subject: b\r\n\r\nbody\r\n.dot\r\nend\r\n";
