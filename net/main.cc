@@ -27,6 +27,7 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "core/config.h"
 #include "core/logging.h"
@@ -172,6 +173,10 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "POP3 server. Default: one session on stdin/stdout (inetd mode); "
       "-D: standalone daemon.");
+  // --version as -V; abseil's default would describe abseil's own build.
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return core::VersionString() + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     return Fail(absl::StrCat("unexpected argument \"", positional[1],
