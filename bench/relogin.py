@@ -184,7 +184,16 @@ def main():
                           f"{med['popa3d'] / med[name]:.1f}x")
     finally:
         if daemon is not None:
-            daemon.kill()
+            # Graceful, so the workers are gone before userdel (which refuses
+            # a user that still runs a process); SIGKILL if that fails.
+            try:
+                daemon.stop()
+            except AssertionError:
+                daemon.kill()
+            for _ in range(50):
+                if not daemon.leftover_processes():
+                    break
+                time.sleep(0.1)
         pool_user.remove()
         user.remove()
         shutil.rmtree(root, ignore_errors=True)
