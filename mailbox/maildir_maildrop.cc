@@ -199,8 +199,8 @@ int MaildirMaildrop::SubdirFd(bool in_cur) {
 }
 
 absl::StatusOr<bool> MaildirMaildrop::ScanWireSize(int fd, uint64_t size,
-                                         const MaildirName& parsed,
-                                         uint64_t* wire_size) {
+                                                   const MaildirName& parsed,
+                                                   uint64_t* wire_size) {
   ASSIGN_OR_RETURN(Mapping mapping, Mapping::Map(fd, size));
   if (size > 0 &&
       !RunWithSigbusGuard(mapping.data(), mapping.size(),
@@ -295,6 +295,9 @@ absl::Status MaildirMaildrop::Scan() {
     m.raw_size = size;
     m.dev = st.st_dev;
     m.ino = st.st_ino;
+    // TODO(maildir): names without S=/W= are still read at every login; a
+    // size cache keyed by (inode, size, mtime), like the mbox index cache,
+    // would make those re-logins O(new mail) too.
     const MaildirName parsed = ParseMaildirName(m.name);
     if (std::optional<uint64_t> named = NamedWireSize(parsed, fd.get(), size);
         named.has_value()) {

@@ -6,8 +6,10 @@
 // CR LF is appended when the data does not end with LF. No terminating dot
 // (see maildrop.h). TOP n l: the prefix TopLength() selects, encoded alike.
 //
-// Segments point into the caller's bytes (the mailbox mapping) or into
-// static literals; nothing is copied, nothing is allocated per line.
+// Next(): segments point into the caller's bytes (the mailbox mapping) or
+// into static literals; nothing is copied, nothing is allocated per line.
+// NextInto(): the same octets encoded into the caller's buffer, for LF
+// lines, where two segments per line would cost more than the copy.
 // Threading: a stream is used by one thread at a time.
 #ifndef POPGATE_MAILBOX_WIRE_STREAM_H_
 #define POPGATE_MAILBOX_WIRE_STREAM_H_
