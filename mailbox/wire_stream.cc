@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/status/status.h"
 #include "mailbox/sigbus_guard.h"
 
@@ -11,6 +15,54 @@ namespace {
 
 constexpr absl::string_view kCrLf = "\r\n";
 constexpr absl::string_view kDot = ".";
+
+// Whether the '\n' at `nl` ends a run of wire-clean CR LF lines: it is a
+// bare LF, or the next line starts with '.' and needs its dot doubled.
+bool IsRunBreak(const char* data, const char* nl, const char* end) {
+  return nl == data || nl[-1] != '\r' || (nl + 1 < end && nl[1] == '.');
+}
+
+// The first '\n' in [p, limit) that IsRunBreak(), or `limit`. Reads
+// [max(p - 1, data), min(limit + 1, end)). CR LF mail is a run of short
+// lines: one memchr per line cost a quarter of a Maildir download's CPU,
+// so the common case checks 16 octets per step instead. Trivial locals
+// only (runs under the SIGBUS guard).
+const char* FindRunBreak(const char* data, const char* p, const char* limit,
+                         const char* end) {
+#if defined(__SSE2__)
+  if (p == data && p < limit) {
+    if (*p == '\n') return p;
+    ++p;
+  }
+  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i dot = _mm_set1_epi8('.');
+  // Loads p[-1..14], p[0..15] and p[1..16]: all inside [data, end).
+  while (limit - p >= 16 && end - p >= 17) {
+    const __m128i here =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i before =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 1));
+    const __m128i after =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+    const __m128i breaks = _mm_and_si128(
+        _mm_cmpeq_epi8(here, lf),
+        _mm_or_si128(_mm_xor_si128(_mm_cmpeq_epi8(before, cr),
+                                   _mm_set1_epi8(-1)),
+                     _mm_cmpeq_epi8(after, dot)));
+    const int mask = _mm_movemask_epi8(breaks);
+    if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+    p += 16;
+  }
+#endif
+  while (p < limit) {
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', limit - p));
+    if (nl == nullptr) return limit;
+    if (IsRunBreak(data, nl, end)) return nl;
+    p = nl + 1;
+  }
+  return limit;
+}
 
 }  // namespace
 
@@ -71,36 +123,27 @@ void EncodingStream::Fill(size_t budget) {
       ++filled_;
     }
     // A run: consecutive CR LF lines go out as one segment, up to a bare
-    // LF, a line starting with '.', the budget or the end.
-    const char* q = pos_;
-    for (;;) {
-      const size_t used = filled_ + static_cast<size_t>(q - pos_);
-      if (used >= budget && q > pos_) break;
-      // At least one byte of progress even with no budget left.
-      const size_t room = used >= budget ? 1 : budget - used;
-      const char* limit =
-          static_cast<size_t>(end_ - q) < room ? end_ : q + room;
-      const char* nl =
-          static_cast<const char*>(std::memchr(q, '\n', limit - q));
-      if (nl == nullptr) {
-        q = limit;
-        break;
-      }
+    // LF, a line starting with '.', the budget or the end. At least one
+    // octet of progress even with no budget left.
+    const size_t room = filled_ >= budget ? 1 : budget - filled_;
+    const char* limit =
+        static_cast<size_t>(end_ - pos_) < room ? end_ : pos_ + room;
+    const char* nl = FindRunBreak(data_, pos_, limit, end_);
+    const char* q = limit;
+    if (nl != limit) {
       if (nl > data_ && nl[-1] == '\r') {
-        q = nl + 1;
-        if (q == end_ || *q == '.') break;
-        continue;
+        q = nl + 1;  // the next line starts with '.'
+      } else {
+        // Bare LF: the line goes out without it, then CR LF.
+        if (nl > pos_) {
+          segs_[nsegs_++] = absl::string_view(pos_, nl - pos_);
+          filled_ += static_cast<size_t>(nl - pos_);
+        }
+        segs_[nsegs_++] = kCrLf;
+        filled_ += 2;
+        pos_ = nl + 1;
+        q = pos_;
       }
-      // Bare LF: the line goes out without it, then CR LF.
-      if (nl > pos_) {
-        segs_[nsegs_++] = absl::string_view(pos_, nl - pos_);
-        filled_ += static_cast<size_t>(nl - pos_);
-      }
-      segs_[nsegs_++] = kCrLf;
-      filled_ += 2;
-      pos_ = nl + 1;
-      q = pos_;
-      break;
     }
     if (q > pos_) {
       segs_[nsegs_++] = absl::string_view(pos_, q - pos_);

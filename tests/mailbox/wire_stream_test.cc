@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
@@ -153,6 +154,47 @@ TEST(WireStreamTest, NextIntoMatchesTheModelOnRandomData) {
     ASSERT_EQ(*got, want) << "capacity " << capacity << " data "
                           << absl::CEscape(data);
   }
+}
+
+TEST(WireStreamTest, NextMatchesTheModelOnRandomData) {
+  // Long enough for the 16-octet scan of CR LF runs, with every break it
+  // looks for (bare LF, a dot after CR LF) at every offset of a block.
+  std::mt19937 rng(20261128);
+  const char kAlphabet[] = {'.', '\r', '\n', 'a', 'a', 'a'};
+  for (int round = 0; round < 3000; ++round) {
+    std::string data;
+    const size_t size = rng() % 300;
+    while (data.size() < size) {
+      if (rng() % 3 == 0) {
+        data += kAlphabet[rng() % 6];
+      } else {
+        data += std::string(rng() % 20, 'a') + "\r\n";
+      }
+    }
+    const std::string want = RefEncode(data);
+    const size_t max_bytes = 1 + rng() % 400;
+    EncodingStream stream(data, false, absl::string_view());
+    auto got = Drain(&stream, max_bytes);
+    ASSERT_THAT(got, IsOk());
+    ASSERT_EQ(*got, want) << "max_bytes " << max_bytes << " data "
+                          << absl::CEscape(data);
+  }
+}
+
+TEST(WireStreamTest, CrLfLinesComeOutAsOneSegment) {
+  std::string data;
+  for (int i = 0; i < 100; ++i) data += "a line of CR LF mail\r\n";
+  const std::string dotted = data + ".dot\r\n" + data;
+  EncodingStream stream(dotted, false, absl::string_view());
+  std::vector<absl::string_view> segments;
+  absl::StatusOr<bool> more = stream.Next(1 << 20, &segments);
+  ASSERT_THAT(more, IsOk());
+  EXPECT_FALSE(*more);
+  // The run before the dot, the stuffed dot, the run from the dot on.
+  ASSERT_EQ(segments.size(), 3u);
+  EXPECT_EQ(segments[0], data);
+  EXPECT_EQ(segments[1], ".");
+  EXPECT_EQ(segments[2], ".dot\r\n" + data);
 }
 
 TEST(WireStreamTest, PrefersCopyOnlyForBareLfLines) {
