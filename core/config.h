@@ -38,6 +38,7 @@ ABSL_DECLARE_FLAG(int32_t, max_sessions_per_source);
 ABSL_DECLARE_FLAG(absl::Duration, min_session_slot);
 ABSL_DECLARE_FLAG(absl::Duration, idle_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, write_timeout);
+ABSL_DECLARE_FLAG(bool, sendfile);
 ABSL_DECLARE_FLAG(std::string, state_dir);
 ABSL_DECLARE_FLAG(std::string, preauth_user);
 ABSL_DECLARE_FLAG(int32_t, max_line_bytes);
@@ -128,6 +129,7 @@ struct Config {
   absl::Duration min_session_slot = absl::Seconds(10);
   absl::Duration idle_timeout = absl::Seconds(600);
   absl::Duration write_timeout = absl::Seconds(120);
+  bool sendfile = true;
   std::string state_dir = "/var/lib/popgate";
   // Account of the chrooted pre-auth child; empty = "popgate", else "nobody".
   std::string preauth_user;

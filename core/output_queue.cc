@@ -92,8 +92,19 @@ void OutputQueue::PopFront() {
 }
 
 absl::Status OutputQueue::Gather(size_t max_bytes,
-                                 std::vector<absl::string_view>* out) {
+                                 std::vector<absl::string_view>* out,
+                                 std::vector<FileExtent>* extents) {
   const size_t out_size_at_entry = out->size();
+  const size_t extents_size_at_entry =
+      extents != nullptr ? extents->size() : 0;
+  auto emit = [out, extents](absl::string_view view, FileExtent file) {
+    out->push_back(view);
+    if (extents != nullptr) extents->push_back(file);
+  };
+  auto unwind = [&] {
+    out->resize(out_size_at_entry);
+    if (extents != nullptr) extents->resize(extents_size_at_entry);
+  };
   size_t budget = max_bytes;
   size_t i = 0;
   while (i < items_.size() && budget > 0) {
@@ -103,7 +114,7 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
         absl::string_view pending(item.data);
         pending.remove_prefix(item.offset);
         const size_t take = std::min(pending.size(), budget);
-        out->push_back(pending.substr(0, take));
+        emit(pending.substr(0, take), FileExtent());
         item.exposed = true;
         budget -= take;
         if (take < pending.size()) return absl::OkStatus();
@@ -114,7 +125,7 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
         if (!item.stream_error.ok() && item.segments.empty()) {
           // Everything produced before the failure has been consumed.
           absl::Status error = item.stream_error;
-          out->resize(out_size_at_entry);
+          unwind();
           Clear();
           return error;
         }
@@ -122,7 +133,7 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
         for (const Segment& pending : item.segments) {
           absl::string_view segment = pending.view;
           const size_t take = std::min(segment.size(), budget);
-          out->push_back(segment.substr(0, take));
+          emit(segment.substr(0, take), pending.file);
           budget -= take;
           if (budget == 0) return absl::OkStatus();
         }
@@ -148,7 +159,7 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
                ++k) {
             const absl::string_view segment = item.segments[k].view;
             const size_t take = std::min(segment.size(), budget);
-            out->push_back(segment.substr(0, take));
+            emit(segment.substr(0, take), item.segments[k].file);
             budget -= take;
           }
           // A stream that made no progress gets another chance on the next
@@ -172,7 +183,7 @@ absl::Status OutputQueue::Gather(size_t max_bytes,
         PopFront();
         absl::Status status = checkpoint();
         if (!status.ok()) {
-          out->resize(out_size_at_entry);
+          unwind();
           Clear();
           return status;
         }
@@ -206,8 +217,21 @@ absl::StatusOr<size_t> OutputQueue::PullViews(Item& item, size_t want) {
     segment.view = absl::string_view(segment.storage.get(), pulled);
     return pulled;
   }
+  const mailbox::WireStream::FileBacking backing =
+      item.stream->file_backing();
   for (absl::string_view segment : scratch_) {
-    if (!segment.empty()) item.segments.push_back(Segment{segment, nullptr});
+    if (segment.empty()) continue;
+    Segment& added = item.segments.emplace_back();
+    added.view = segment;
+    // Static literals (CR LF, a stuffed dot) lie outside the mapping.
+    // Compared as integers: the pointers may belong to unrelated objects.
+    const auto at = reinterpret_cast<uintptr_t>(segment.data());
+    const auto base = reinterpret_cast<uintptr_t>(backing.base);
+    if (backing.fd >= 0 && at >= base && segment.size() <= backing.size &&
+        at - base <= backing.size - segment.size()) {
+      added.file.fd = backing.fd;
+      added.file.offset = at - base;
+    }
   }
   return pulled;
 }
@@ -243,12 +267,13 @@ void OutputQueue::Consume(size_t bytes) {
       }
     } else if (front.kind == Item::Kind::kStream) {
       while (bytes > 0 && !front.segments.empty()) {
-        absl::string_view& segment = front.segments.front().view;
-        if (bytes >= segment.size()) {
-          bytes -= segment.size();
+        Segment& segment = front.segments.front();
+        if (bytes >= segment.view.size()) {
+          bytes -= segment.view.size();
           front.segments.pop_front();
         } else {
-          segment.remove_prefix(bytes);
+          segment.view.remove_prefix(bytes);
+          segment.file.offset += bytes;
           bytes = 0;
         }
       }

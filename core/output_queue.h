@@ -18,6 +18,7 @@
 #define POPGATE_CORE_OUTPUT_QUEUE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -54,14 +55,24 @@ class OutputQueue {
   // not run). Outstanding views become invalid.
   void Clear();
 
+  // Where a gathered view's octets also lie in a file (a stream's
+  // WireStream::FileBacking): the driver may send them from there with
+  // sendfile. fd < 0: the octets are only in memory.
+  struct FileExtent {
+    int fd = -1;
+    uint64_t offset = 0;
+  };
+
   // Driver side (net/). Appends views of up to about `max_bytes` pending
-  // octets to `out` (views stay valid until the next Consume()). Stops at a
+  // octets to `out` (views stay valid until the next Consume()) and, if
+  // `extents` is given, one FileExtent per view to it. Stops at a
   // checkpoint until everything before it has been consumed, then runs it.
   // An error means: stop writing and close the connection. The error comes
   // from a failed checkpoint or stream (octets gathered before a stream
   // failure are still returned, with OK, and the error comes on the next
   // call); the queue is then cleared (empty()).
-  absl::Status Gather(size_t max_bytes, std::vector<absl::string_view>* out);
+  absl::Status Gather(size_t max_bytes, std::vector<absl::string_view>* out,
+                      std::vector<FileExtent>* extents = nullptr);
   // The kernel took `bytes` octets from the front of the last Gather().
   // REQUIRES: `bytes` <= the octets that Gather() returned.
   void Consume(size_t bytes);
@@ -86,6 +97,7 @@ class OutputQueue {
   struct Segment {
     absl::string_view view;
     std::unique_ptr<char[]> storage;  // not zero-filled: it is written over
+    FileExtent file;                  // where `view` lies in the stream's file
   };
 
   struct Item {

@@ -97,6 +97,7 @@ class Session::Impl::RecordingStream : public mailbox::WireStream {
     if (!more.ok()) impl_->RecordMaildropFailure(more.status());
     return more;
   }
+  FileBacking file_backing() const override { return inner_->file_backing(); }
 
  private:
   std::unique_ptr<mailbox::WireStream> inner_;

@@ -23,17 +23,21 @@ namespace {
 
 const char* SubdirName(bool in_cur) { return in_cur ? "cur" : "new"; }
 
-// A RETR/TOP body over one mapped message file. Owns the mapping, so the
-// segments stay valid for the stream's life and the maildrop itself keeps
+// A RETR/TOP body over one mapped message file. Owns the mapping and
+// shares the file's fd, so the segments (and the file ranges a sender may
+// sendfile) stay valid for the stream's life and the maildrop itself keeps
 // nothing mapped between commands.
 class MappedMessageStream : public WireStream {
  public:
-  MappedMessageStream(Mapping mapping, size_t length)
+  MappedMessageStream(Mapping mapping, size_t length,
+                      std::shared_ptr<const UniqueFd> fd)
       : mapping_(std::move(mapping)),
+        fd_(std::move(fd)),
         // Never wire_clean: the file is not locked while the bytes go out
         // (see MboxMaildrop::Retrieve), so the encoder always scans.
         stream_(mapping_.view().substr(0, length), /*wire_clean=*/false,
-                mapping_.view()) {}
+                mapping_.view(),
+                FileBacking{fd_->get(), mapping_.data(), mapping_.size()}) {}
 
   absl::StatusOr<bool> Next(size_t max_bytes,
                             std::vector<absl::string_view>* out) override {
@@ -44,9 +48,11 @@ class MappedMessageStream : public WireStream {
                                 size_t* written) override {
     return stream_.NextInto(dest, capacity, written);
   }
+  FileBacking file_backing() const override { return stream_.file_backing(); }
 
  private:
   Mapping mapping_;  // Declared first: stream_ points into it.
+  std::shared_ptr<const UniqueFd> fd_;
   EncodingStream stream_;
 };
 
@@ -414,19 +420,19 @@ absl::StatusOr<std::unique_ptr<WireStream>> MaildirMaildrop::Retrieve(
       return Stale("message truncated by someone else");
     }
   }
-  retrieved_fd_ = std::move(fd);
+  retrieved_fd_ = std::make_shared<const UniqueFd>(std::move(fd));
   retrieved_size_ = size;
   return std::unique_ptr<WireStream>(
-      new MappedMessageStream(std::move(mapping), length));
+      new MappedMessageStream(std::move(mapping), length, retrieved_fd_));
 }
 
 absl::Status MaildirMaildrop::CheckUnchanged() {
   if (committed_) return absl::FailedPreconditionError("already committed");
   if (stale_) return absl::AbortedError(absl::StrCat(path_, " is stale"));
   lock_.Refresh();
-  if (retrieved_fd_.valid()) {
+  if (retrieved_fd_ != nullptr) {
     struct stat st;
-    if (::fstat(retrieved_fd_.get(), &st) != 0) {
+    if (::fstat(retrieved_fd_->get(), &st) != 0) {
       return absl::InternalError(absl::StrCat("fstat in ", path_));
     }
     // A shrink inside the last mapped page reads as zeros, not SIGBUS.

@@ -105,8 +105,9 @@ class MaildirMaildrop : public Maildrop {
   MaildirLock lock_;
   std::vector<Message> messages_;
   size_t size_field_mismatches_ = 0;
-  // The last retrieved file, for CheckUnchanged().
-  UniqueFd retrieved_fd_;
+  // The last retrieved file, for CheckUnchanged(); shared with its stream,
+  // which may send from it (sendfile) until the stream is gone.
+  std::shared_ptr<const UniqueFd> retrieved_fd_;
   uint64_t retrieved_size_ = 0;
   bool stale_ = false;
   bool committed_ = false;

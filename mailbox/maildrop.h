@@ -54,6 +54,17 @@ class WireStream {
   // into that buffer, one pass instead of segments plus a copy.
   virtual bool PrefersCopy() { return false; }
 
+  // Views into [base, base + size) are also the octets of file `fd` at
+  // offset (view - base): a sender may hand them to the kernel straight
+  // from the page cache (sendfile) instead of copying them from the
+  // mapping. fd < 0: no such file. Valid for the stream's life.
+  struct FileBacking {
+    int fd = -1;
+    const char* base = nullptr;
+    size_t size = 0;
+  };
+  virtual FileBacking file_backing() const { return FileBacking(); }
+
   // Writes the next wire octets into dest[0, capacity) and sets *written
   // (at least 1 while octets remain); returns as Next() does. Only called
   // after PrefersCopy() said true. REQUIRES: capacity >= kMinCopyCapacity.

@@ -232,11 +232,12 @@ absl::StatusOr<std::unique_ptr<WireStream>> MboxMaildrop::Retrieve(
   // The stream always scans (dot-stuffing as it goes) even for a message
   // indexed as wire-clean: the file is not locked while the bytes go out,
   // and an in-place edit that put a "." line into "clean" bytes would let
-  // the client see a false end of message. The scan costs little (CR LF
-  // runs still go out as single segments into the mapping); the flag is
-  // for a sendfile path that re-validates under a lock.
-  return std::unique_ptr<WireStream>(
-      new EncodingStream(data, /*wire_clean=*/false, mapping_.view()));
+  // the client see a false end of message. The scan costs little: CR LF
+  // runs still go out as single segments, which the sender may sendfile
+  // from fd_ (the page cache) rather than copy from the mapping.
+  return std::unique_ptr<WireStream>(new EncodingStream(
+      data, /*wire_clean=*/false, mapping_.view(),
+      WireStream::FileBacking{fd_.get(), mapping_.data(), mapping_.size()}));
 }
 
 absl::Status MboxMaildrop::CheckUnchanged() {

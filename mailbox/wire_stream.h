@@ -38,16 +38,18 @@ uint64_t WireSize(absl::string_view data);
 // `wire_clean` (MboxMessage::kWireClean) skips the line scan: the data is
 // handed out as is, in max_bytes slices. Only pass true for bytes that
 // cannot change while streaming (nothing verifies them).
-// REQUIRES: `data` (and `guard`) outlive the stream.
+// `backing`: the file `data` is mapped from (see WireStream::FileBacking).
+// REQUIRES: `data` (and `guard`, and backing.fd) outlive the stream.
 class EncodingStream : public WireStream {
  public:
   EncodingStream(absl::string_view data, bool wire_clean,
-                 absl::string_view guard)
+                 absl::string_view guard, FileBacking backing = FileBacking())
       : data_(data.data()),
         end_(data.data() + data.size()),
         pos_(data.data()),
         wire_clean_(wire_clean),
-        guard_(guard) {}
+        guard_(guard),
+        backing_(backing) {}
 
   absl::StatusOr<bool> Next(size_t max_bytes,
                             std::vector<absl::string_view>* out) override;
@@ -58,6 +60,7 @@ class EncodingStream : public WireStream {
   bool PrefersCopy() override;
   absl::StatusOr<bool> NextInto(char* dest, size_t capacity,
                                 size_t* written) override;
+  FileBacking file_backing() const override { return backing_; }
 
  private:
   static constexpr size_t kPeekBytes = 1024;
@@ -83,6 +86,7 @@ class EncodingStream : public WireStream {
   bool tail_sent_ = false;  // The CR LF for an unterminated last line.
   const bool wire_clean_;
   const absl::string_view guard_;
+  const FileBacking backing_;
 
   absl::string_view segs_[kBatch];
   int nsegs_ = 0;

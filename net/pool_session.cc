@@ -1,7 +1,6 @@
 #include "net/pool_session.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -22,9 +21,11 @@ FlushResult FlushOutput(PoolSession& s, WriteScratch& scratch, bool* wrote) {
   int empty_rounds = 0;
   while (!out.empty()) {
     scratch.views.clear();
+    scratch.extents.clear();
     // An error: a checkpoint or stream failed (stale mailbox during RETR);
     // the session recorded why, and the queue is cleared. Close at once.
-    if (!out.Gather(kPoolWriteWindowBytes, &scratch.views).ok()) {
+    if (!out.Gather(kPoolWriteWindowBytes, &scratch.views, &scratch.extents)
+             .ok()) {
       return FlushResult::kClose;
     }
     if (scratch.views.empty()) {
@@ -33,41 +34,16 @@ FlushResult FlushOutput(PoolSession& s, WriteScratch& scratch, bool* wrote) {
       continue;
     }
     empty_rounds = 0;
-    scratch.iov.clear();
-    for (absl::string_view v : scratch.views) {
-      scratch.iov.push_back(iovec{const_cast<char*>(v.data()), v.size()});
-    }
-    // The gathered window, IOV_MAX iovecs per sendmsg. sendmsg rather than
-    // writev for MSG_NOSIGNAL: a vanished client is EPIPE, not a signal.
-    size_t sent = 0;
-    bool blocked = false;
-    bool failed = false;
-    for (size_t first = 0; first < scratch.iov.size();) {
-      const size_t last = std::min(scratch.iov.size(), first + IOV_MAX);
-      size_t batch_bytes = 0;
-      for (size_t i = first; i < last; ++i) {
-        batch_bytes += scratch.iov[i].iov_len;
-      }
-      msghdr msg{};
-      msg.msg_iov = scratch.iov.data() + first;
-      msg.msg_iovlen = last - first;
-      const ssize_t n =
-          ::sendmsg(s.fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          blocked = true;
-        } else {
-          failed = true;  // EPIPE, ECONNRESET, ...
-        }
-        break;
-      }
-      sent += static_cast<size_t>(n);
-      if (static_cast<size_t>(n) < batch_bytes) {
-        blocked = true;  // partial: the send buffer is full
-        break;
-      }
-      first = last;
+    // sendmsg rather than writev for MSG_NOSIGNAL: a vanished client is
+    // EPIPE, not a signal.
+    const GatheredSender::Result result =
+        scratch.sender.Send(s.fd.get(), scratch.views, scratch.extents);
+    const size_t sent = result.sent;
+    const bool blocked =
+        result.stop == GatheredSender::Result::Stop::kBlocked;
+    const bool failed = result.stop == GatheredSender::Result::Stop::kFailed;
+    if (result.stop == GatheredSender::Result::Stop::kFileShrunk) {
+      return FlushResult::kClose;  // the client never gets the final dot
     }
     if (sent > 0) {
       *wrote = true;

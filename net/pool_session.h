@@ -13,8 +13,6 @@
 #ifndef POPGATE_NET_POOL_SESSION_H_
 #define POPGATE_NET_POOL_SESSION_H_
 
-#include <sys/uio.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/session.h"
+#include "net/send_gathered.h"
 #include "net/unique_fd.h"
 
 namespace popgate::net {
@@ -72,8 +71,14 @@ struct PoolSession {
 
 // Worker-wide scratch for FlushOutput (reused, so no session owns any).
 struct WriteScratch {
+  // `sendfile`: --sendfile. Every pool session is a TCP socket, which
+  // always takes sendfile, so one sender serves them all.
+  explicit WriteScratch(bool sendfile)
+      : sender(GatheredSender::Syscall::kSendmsg, sendfile) {}
+
   std::vector<absl::string_view> views;
-  std::vector<iovec> iov;
+  std::vector<core::OutputQueue::FileExtent> extents;
+  GatheredSender sender;
 };
 
 enum class FlushResult {

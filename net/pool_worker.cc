@@ -114,7 +114,8 @@ class PoolWorker {
       : env_(env),
         master_(std::move(master_channel)),
         auth_(std::move(auth_channel)),
-        read_buffer_(new char[kReadBufferBytes]) {}
+        read_buffer_(new char[kReadBufferBytes]),
+        scratch_(env.sendfile) {}
   ~PoolWorker();
   PoolWorker(const PoolWorker&) = delete;
   PoolWorker& operator=(const PoolWorker&) = delete;

@@ -43,6 +43,7 @@ struct PoolWorkerEnvironment {
   core::SessionOptions session_options;
   absl::Duration idle_timeout = absl::Seconds(600);
   absl::Duration write_timeout = absl::Seconds(120);
+  bool sendfile = true;  // --sendfile
   // From connect to successful PASS (slowloris bound). Default 60 s.
   absl::Duration preauth_timeout = absl::Seconds(60);
   absl::Duration auth_timeout = absl::Seconds(30);

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +26,7 @@
 #include "net/daemon.h"
 #include "net/privileges.h"
 #include "net/session_logging.h"
+#include "net/send_gathered.h"
 #include "net/unique_fd.h"
 
 namespace popgate::net {
@@ -95,7 +95,8 @@ class SessionDriver {
         out_fd_(out_fd),
         env_(env),
         session_(env.session_options),
-        remote_host_(PeerHost(in_fd)) {}
+        remote_host_(PeerHost(in_fd)),
+        sender_(GatheredSender::Syscall::kWritev, env.sendfile) {}
 
   int Run();
 
@@ -150,13 +151,15 @@ class SessionDriver {
   absl::Time last_progress_;
   std::string mail_path_;  // for CRIT lines after the load
   std::vector<absl::string_view> views_;
-  std::vector<iovec> iov_;
+  std::vector<core::OutputQueue::FileExtent> extents_;
+  GatheredSender sender_;
 };
 
 bool SessionDriver::FlushOnce() {
   core::OutputQueue& out = session_.output();
   views_.clear();
-  absl::Status st = out.Gather(kWriteWindowBytes, &views_);
+  extents_.clear();
+  absl::Status st = out.Gather(kWriteWindowBytes, &views_, &extents_);
   if (!st.ok()) return false;  // the session recorded why (stale, I/O)
   if (views_.empty()) {
     // A checkpoint ran, or a stream had nothing yet: no bytes, but the queue
@@ -164,38 +167,22 @@ bool SessionDriver::FlushOnce() {
     session_.Resume();
     return ++idle_rounds_ <= kMaxIdleRounds;
   }
-  // One iovec per view. Tiny per-line segments of LF mail were already
-  // merged by the OutputQueue, so the views here are few and large.
-  iov_.clear();
-  for (absl::string_view v : views_) {
-    iov_.push_back(iovec{const_cast<char*>(v.data()), v.size()});
-  }
-  // Send the gathered window, IOV_MAX iovecs per writev.
-  size_t sent = 0;
-  size_t first = 0;
-  bool blocked = false;
-  while (first < iov_.size()) {
-    const size_t last = std::min(iov_.size(), first + IOV_MAX);
-    size_t batch_bytes = 0;
-    for (size_t i = first; i < last; ++i) batch_bytes += iov_[i].iov_len;
-    const ssize_t n = ::writev(out_fd_, iov_.data() + first,
-                               static_cast<int>(last - first));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        blocked = true;
-        break;
-      }
-      peer_gone_ = true;  // EPIPE, ECONNRESET, ...
-      return false;
-    }
-    sent += static_cast<size_t>(n);
-    if (static_cast<size_t>(n) < batch_bytes) {
-      blocked = true;  // partial: the send buffer is full
+  // Tiny per-line segments of LF mail were already merged by the
+  // OutputQueue, so the views here are few and large.
+  const GatheredSender::Result result =
+      sender_.Send(out_fd_, views_, extents_);
+  const size_t sent = result.sent;
+  switch (result.stop) {
+    case GatheredSender::Result::Stop::kAll:
+    case GatheredSender::Result::Stop::kBlocked:
       break;
-    }
-    first = last;
+    case GatheredSender::Result::Stop::kFailed:
+      peer_gone_ = true;
+      return false;
+    case GatheredSender::Result::Stop::kFileShrunk:
+      return false;  // the client never gets the final dot
   }
+  const bool blocked = result.stop == GatheredSender::Result::Stop::kBlocked;
   if (sent > 0) {
     idle_rounds_ = 0;
     out.Consume(sent);

@@ -44,6 +44,7 @@ struct SessionEnvironment {
   absl::Duration idle_timeout = absl::Seconds(600);
   // Close when output makes no progress this long (popa3d has none).
   absl::Duration write_timeout = absl::Seconds(120);
+  bool sendfile = true;  // --sendfile
   // Not owned; must outlive RunSession.
   core::auth::Authenticator* authenticator = nullptr;
   // Root of the per-user state directories (<state_dir>/<uid>).

@@ -188,6 +188,7 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
   env.session_options = SessionOptionsFromConfig(config);
   env.idle_timeout = config.idle_timeout;
   env.write_timeout = config.write_timeout;
+  env.sendfile = config.sendfile;
   env.authenticator = wiring->authenticator.get();
   env.state_dir = config.state_dir;
   env.preauth_user = config.preauth_user;
@@ -258,6 +259,7 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
     pool.session_options = env.session_options;
     pool.idle_timeout = config.idle_timeout;
     pool.write_timeout = config.write_timeout;
+    pool.sendfile = config.sendfile;
     pool.preauth_timeout = config.preauth_timeout;
     pool.drain_timeout = config.drain_timeout;
     pool.max_sessions = MaxSessionsPerWorker(config);

@@ -244,6 +244,49 @@ TEST_F(OutputQueueTest, ShortStreamSegmentsAreCoalesced) {
   }
 }
 
+// Views into a stream's file-backed data carry where they lie in the file
+// (the driver may sendfile them); stuffed dots, CR LF and replies do not,
+// and a partly consumed view's offset moves with it.
+TEST_F(OutputQueueTest, FileBackedViewsCarryTheirFileOffset) {
+  const std::string file = "From x\n" + std::string(3000, 'a') +
+                           "\r\n.dot\r\n" + std::string(3000, 'b') + "\r\n";
+  const size_t body_at = 7;  // after the From_ line
+  const absl::string_view body = absl::string_view(file).substr(body_at);
+  constexpr int kFd = 42;  // never used as an fd here
+  OutputQueue q;
+  q.Append("+OK\r\n");
+  q.AppendStream(std::make_unique<mailbox::EncodingStream>(
+      body, /*wire_clean=*/false, absl::string_view(),
+      mailbox::WireStream::FileBacking{kFd, file.data(), file.size()}));
+
+  std::vector<absl::string_view> views;
+  std::vector<OutputQueue::FileExtent> extents;
+  ASSERT_THAT(q.Gather(1 << 20, &views, &extents), IsOk());
+  ASSERT_EQ(views.size(), extents.size());
+  ASSERT_EQ(views.size(), 4u);  // "+OK", run, stuffed ".", run
+  EXPECT_EQ(extents[0].fd, -1);
+  EXPECT_EQ(extents[1].fd, kFd);
+  EXPECT_EQ(extents[1].offset, body_at);
+  EXPECT_EQ(views[2], ".");
+  EXPECT_EQ(extents[2].fd, -1);
+  EXPECT_EQ(extents[3].fd, kFd);
+  EXPECT_EQ(extents[3].offset, body_at + 3002);
+  for (size_t i = 0; i < views.size(); ++i) {
+    if (extents[i].fd < 0) continue;
+    EXPECT_EQ(views[i], absl::string_view(file).substr(extents[i].offset,
+                                                       views[i].size()));
+  }
+
+  q.Consume(5 + 1000);  // "+OK\r\n" and part of the first run
+  views.clear();
+  extents.clear();
+  ASSERT_THAT(q.Gather(1 << 20, &views, &extents), IsOk());
+  ASSERT_EQ(views.size(), extents.size());
+  EXPECT_EQ(extents[0].fd, kFd);
+  EXPECT_EQ(extents[0].offset, body_at + 1000);
+  EXPECT_EQ(views[0], absl::string_view(file).substr(body_at + 1000, 2002));
+}
+
 // Hands out short views into a mapped file, then truncates the file before
 // returning: a foreign `> mailbox` between the stream's (guarded) scan and
 // the queue's copy of the short segments.

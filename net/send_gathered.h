@@ -1,0 +1,63 @@
+// Hands what OutputQueue::Gather() returned to the kernel: runs of views in
+// memory with one writev/sendmsg each, and views that also lie in a file
+// (a wire-clean run of a mapped message) with sendfile(2), straight from
+// the page cache. Both drivers (session_process.cc, pool_session.cc) use it.
+//
+// Why sendfile: on loopback and on real NICs alike, a write copies the
+// octets from the mapping into socket buffers; sendfile hands the kernel
+// references to the page-cache pages instead, so the sender touches the
+// octets only where the encoder scanned them.
+//
+// Threading: one sender per connection; not shared.
+#ifndef POPGATE_NET_SEND_GATHERED_H_
+#define POPGATE_NET_SEND_GATHERED_H_
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "core/output_queue.h"
+
+namespace popgate::net {
+
+class GatheredSender {
+ public:
+  // kSendmsg: sendmsg with MSG_DONTWAIT | MSG_NOSIGNAL (a socket);
+  // kWritev: writev (any fd; SIGPIPE must be ignored).
+  enum class Syscall { kWritev, kSendmsg };
+
+  // `use_sendfile` false: every view goes out with writev/sendmsg.
+  GatheredSender(Syscall syscall, bool use_sendfile)
+      : syscall_(syscall), use_sendfile_(use_sendfile) {}
+
+  struct Result {
+    size_t sent = 0;  // octets the kernel took, from the front
+    enum class Stop {
+      kAll,        // everything went out
+      kBlocked,    // the send buffer is full: wait for POLLOUT
+      kFailed,     // the connection broke (EPIPE, ECONNRESET, ...)
+      kFileShrunk  // sendfile met the file's end: the mailbox shrank
+    } stop = Stop::kAll;
+  };
+
+  // Sends views[i] in order; extents[i] (or none, if `extents` is empty)
+  // says where views[i] also lies in a file. The fd must be non-blocking.
+  Result Send(int fd, absl::Span<const absl::string_view> views,
+              absl::Span<const core::OutputQueue::FileExtent> extents);
+
+  // Views below this go out from memory: a syscall and page references
+  // cost more than copying a few KiB.
+  static constexpr size_t kMinSendfileBytes = 16 * 1024;
+
+ private:
+  const Syscall syscall_;
+  bool use_sendfile_;  // cleared when the fd refuses sendfile (EINVAL)
+  std::vector<iovec> iov_;
+};
+
+}  // namespace popgate::net
+
+#endif  // POPGATE_NET_SEND_GATHERED_H_
