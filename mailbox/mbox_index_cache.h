@@ -69,14 +69,19 @@ std::string IndexCachePath(const std::string& dir, uint64_t dev, uint64_t ino);
 // Indexes `data` (the whole mapped mbox, key.size bytes) like
 // IndexMappedMbox(data, max_messages), using and refreshing the cache file
 // in `cache_dir` (empty: no cache). Errors are IndexMappedMbox's (a cache
-// problem is never an error: it costs a full scan). A cache that was missing,
-// unusable or extended is rewritten atomically (temp file + rename, mode
-// 0600); a failure to write it is ignored.
+// problem is never an error: it costs a full scan). A cache that was missing
+// or unusable is rewritten atomically (temp file + rename, mode 0600), and
+// so is an extended one once the appended bytes outgrow the cache file (or
+// 512 KiB): until then the next login re-scans them, which costs less than
+// the rewrite; a failure to write it is ignored. `mailbox_fd` (the file
+// `data` maps; -1: none) is where the fingerprint samples are read with
+// pread, instead of faulting in pages all over the mapping.
 // REQUIRES: data.size() == key.size; `data` lies in a mapping (reads are
 // SIGBUS-guarded); the caller holds a lock that excludes rewrites.
 absl::StatusOr<std::vector<MboxMessage>> IndexWithCache(
     absl::string_view data, const MboxFileKey& key, const std::string& cache_dir,
-    size_t max_messages, IndexCacheOutcome* outcome = nullptr);
+    size_t max_messages, IndexCacheOutcome* outcome = nullptr,
+    int mailbox_fd = -1);
 
 // Writes the cache file for `messages`, the index of `data`. Exposed for
 // tests (which forge caches) and benchmarks.

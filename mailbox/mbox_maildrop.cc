@@ -138,8 +138,9 @@ absl::Status MboxMaildrop::Load(const struct stat& lst) {
       !options_.index_cache          ? std::string()
       : options_.index_cache_dir.empty() ? options_.redo_dir
                                          : options_.index_cache_dir;
-  ASSIGN_OR_RETURN(messages_, IndexWithCache(mapping_.view(), key, cache_dir,
-                                             options_.max_messages));
+  ASSIGN_OR_RETURN(messages_,
+                   IndexWithCache(mapping_.view(), key, cache_dir,
+                                  options_.max_messages, nullptr, fd_.get()));
   orig_size_ = size;
   seen_.size = size;
   seen_.mtime = st.st_mtim;

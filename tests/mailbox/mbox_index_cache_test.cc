@@ -3,6 +3,7 @@
 // (IndexMbox) returns.
 #include "mailbox/mbox_index_cache.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,11 +104,48 @@ TEST_F(MboxIndexCacheTest, NoDirIsAFullScanAndWritesNothing) {
 TEST_F(MboxIndexCacheTest, AppendScansOnlyTheTail) {
   std::string data = Mailbox(5);
   Check(data, Key(data));
+  const std::string cache = ReadAll(CachePath());
+  // Small appends are re-scanned at each login; the cache stays as it was.
   for (int n = 6; n < 9; ++n) {
     data += Message(n) + "\n";
     EXPECT_EQ(Check(data, Key(data, 1000 + n)), IndexCacheOutcome::kAppended);
+    EXPECT_EQ(ReadAll(CachePath()), cache);
   }
-  EXPECT_EQ(Check(data, Key(data, 1008)), IndexCacheOutcome::kHit);
+  EXPECT_EQ(Check(data, Key(data, 1008)), IndexCacheOutcome::kAppended);
+  // Once the re-scanned tail outgrows 512 KiB, the cache is rewritten.
+  data += Message(9, std::string(600 * 1024, 'x') + "\n") + "\n";
+  EXPECT_EQ(Check(data, Key(data, 1009)), IndexCacheOutcome::kAppended);
+  EXPECT_NE(ReadAll(CachePath()), cache);
+  EXPECT_EQ(Check(data, Key(data, 1009)), IndexCacheOutcome::kHit);
+}
+
+// With the mailbox's fd, the fingerprint is read from the file (pread),
+// not from the mapping: a file that disagrees with the cache is a miss.
+TEST_F(MboxIndexCacheTest, SamplesAreReadFromTheMailboxFd) {
+  std::string data;
+  for (int n = 1; n <= 40; ++n) data += Message(n) + "\n";
+  Check(data, Key(data));
+  const std::string file = absl::StrCat(dir_.path(), "/mbox");
+  auto index_with_file = [&](const std::string& on_disk) {
+    testing::WriteFile(file, on_disk);
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    IndexCacheOutcome outcome = IndexCacheOutcome::kDisabled;
+    auto got = IndexWithCache(data, Key(data), dir_.path(), kMax, &outcome, fd);
+    ::close(fd);
+    EXPECT_TRUE(got.ok() && *got == Fresh(data));
+    return outcome;
+  };
+  EXPECT_EQ(index_with_file(data), IndexCacheOutcome::kHit);
+  // Message 9 (index 8, sampled at stride 8) has another sender on disk.
+  std::string edited = data;
+  const size_t at = edited.find("From sender9@");
+  ASSERT_NE(at, std::string::npos);
+  edited[at + 11] = 'X';
+  EXPECT_EQ(index_with_file(edited), IndexCacheOutcome::kMiss);
+  // A file shorter than the mapping: unreadable samples are a miss too.
+  EXPECT_EQ(index_with_file(data.substr(0, data.size() / 2)),
+            IndexCacheOutcome::kMiss);
 }
 
 // The last cached message's extent, data size and trim depend on what
@@ -229,7 +267,9 @@ class MboxIndexCacheBigTest : public MboxIndexCacheTest {
     auto got = IndexWithCache(data, key, dir_.path(), kBigMax, &outcome);
     auto fresh = IndexMbox(data, kBigMax);
     EXPECT_TRUE(got.ok() && fresh.ok());
-    if (got.ok() && fresh.ok()) EXPECT_TRUE(*got == *fresh);
+    if (got.ok() && fresh.ok()) {
+      EXPECT_TRUE(*got == *fresh);
+    }
     return outcome;
   }
 };
@@ -256,13 +296,16 @@ TEST_F(MboxIndexCacheBigTest, ThinSamplingStillSeesAMovedBoundary) {
 TEST_F(MboxIndexCacheBigTest, AppendsPastTwiceTheSamplesChooseANewStride) {
   // 300 messages (stride 8) grow to 6,300 (past 512 samples at stride 8):
   // every step is an append that agrees with a fresh scan.
+  // Bodies of ~1.1 KB, so that each step's append is past 512 KiB and
+  // rewrites the cache (smaller ones are re-scanned instead).
   std::string data;
   int n = 0;
   for (; n < 300; ++n) absl::StrAppend(&data, Message(n + 1), "\n");
   ASSERT_EQ(CheckBig(data, Key(data)), IndexCacheOutcome::kMiss);
+  const std::string body(1100, 'b');
   for (int step = 0; step < 12; ++step) {
     for (int k = 0; k < 500; ++k, ++n) {
-      absl::StrAppend(&data, Message(n + 1), "\n");
+      absl::StrAppend(&data, Message(n + 1, body + "\n"), "\n");
     }
     ASSERT_EQ(CheckBig(data, Key(data, 3000 + step)),
               IndexCacheOutcome::kAppended)
