@@ -197,6 +197,30 @@ TEST(WireStreamTest, CrLfLinesComeOutAsOneSegment) {
   EXPECT_EQ(segments[2], ".dot\r\n" + data);
 }
 
+TEST(WireStreamTest, NextIntoMatchesTheModelOnLongLines) {
+  // Lines and rooms longer than the 16-octet blocks the encoder copies,
+  // with LF, CR LF, dots and every capacity from the minimum up.
+  std::mt19937 rng(20261129);
+  for (int round = 0; round < 3000; ++round) {
+    std::string data;
+    const size_t size = rng() % 400;
+    while (data.size() < size) {
+      if (rng() % 4 == 0) data += '.';
+      data += std::string(rng() % 40, 'a');
+      const int end = rng() % 8;
+      data += end == 0 ? "\r\n" : end == 1 ? "\r" : "\n";
+    }
+    if (rng() % 2 == 0 && !data.empty()) data.pop_back();  // unterminated
+    const std::string want = RefEncode(data);
+    const size_t capacity = 2 + rng() % 100;
+    EncodingStream stream(data, false, absl::string_view());
+    auto got = DrainInto(&stream, capacity);
+    ASSERT_THAT(got, IsOk());
+    ASSERT_EQ(*got, want) << "capacity " << capacity << " data "
+                          << absl::CEscape(data);
+  }
+}
+
 TEST(WireStreamTest, PrefersCopyOnlyForBareLfLines) {
   EncodingStream lf("a\nb\n", false, absl::string_view());
   EXPECT_TRUE(lf.PrefersCopy());
