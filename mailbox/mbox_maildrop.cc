@@ -155,7 +155,7 @@ absl::Status MboxMaildrop::Stale(absl::string_view why) {
   return absl::AbortedError(absl::StrCat(path_, ": ", why));
 }
 
-absl::Status MboxMaildrop::CheckForChanges() {
+absl::Status MboxMaildrop::CheckForChanges(bool check_path) {
   if (stale_) return absl::AbortedError(absl::StrCat(path_, " is stale"));
   // Nothing indexed, nothing to protect (popa3d keeps no fd then either).
   if (messages_.empty()) return absl::OkStatus();
@@ -168,8 +168,9 @@ absl::Status MboxMaildrop::CheckForChanges() {
     // Unchanged through our fd; also make sure the path still names it (a
     // rewrite by rename would otherwise send our deletions to an orphan).
     struct stat lst;
-    if (::lstat(path_.c_str(), &lst) != 0 || lst.st_dev != seen_.dev ||
-        lst.st_ino != seen_.ino) {
+    if (check_path &&
+        (::lstat(path_.c_str(), &lst) != 0 || lst.st_dev != seen_.dev ||
+         lst.st_ino != seen_.ino)) {
       return Stale("replaced by another file");
     }
     return absl::OkStatus();
@@ -217,7 +218,11 @@ absl::StatusOr<std::unique_ptr<WireStream>> MboxMaildrop::Retrieve(
   if (index >= messages_.size()) {
     return absl::InvalidArgumentError("message index out of range");
   }
-  RETURN_IF_ERROR(CheckForChanges());
+  // No path check before a body: what we send comes from our fd, which a
+  // rename over the path does not change. The check after it (and Commit,
+  // under the lock) still sees a replaced mailbox. This saves one of the
+  // two path walks per RETR (together ~10% of a download's CPU).
+  RETURN_IF_ERROR(CheckForChanges(/*check_path=*/false));
   const MboxMessage& m = messages_[index];
   absl::string_view data(mapping_.data() + m.data_offset, m.data_size);
   if (top_lines.has_value()) {
@@ -243,7 +248,7 @@ absl::StatusOr<std::unique_ptr<WireStream>> MboxMaildrop::Retrieve(
 
 absl::Status MboxMaildrop::CheckUnchanged() {
   if (committed_) return absl::FailedPreconditionError("already committed");
-  return CheckForChanges();
+  return CheckForChanges(/*check_path=*/true);
 }
 
 absl::Status MboxMaildrop::Commit(absl::Span<const size_t> indices) {

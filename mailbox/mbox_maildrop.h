@@ -65,7 +65,8 @@ class MboxMaildrop : public Maildrop {
 
   absl::Status Load(const struct stat& lst);
   // Re-checks the file; re-indexes under a shared lock if it changed.
-  absl::Status CheckForChanges();
+  // `check_path`: also make sure the path still names our file.
+  absl::Status CheckForChanges(bool check_path);
   // The same with the caller holding a lock (shared or exclusive).
   absl::Status VerifyLocked();
   absl::Status Stale(absl::string_view why);
