@@ -24,7 +24,8 @@ FlushResult FlushOutput(PoolSession& s, WriteScratch& scratch, bool* wrote) {
     scratch.extents.clear();
     // An error: a checkpoint or stream failed (stale mailbox during RETR);
     // the session recorded why, and the queue is cleared. Close at once.
-    if (!out.Gather(kPoolWriteWindowBytes, &scratch.views, &scratch.extents)
+    if (!GatherSessionOutput(s.session, kPoolWriteWindowBytes, &scratch.views,
+                             &scratch.extents)
              .ok()) {
       return FlushResult::kClose;
     }

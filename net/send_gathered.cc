@@ -9,6 +9,26 @@
 
 namespace popgate::net {
 
+absl::Status GatherSessionOutput(
+    core::Session& session, size_t max_bytes,
+    std::vector<absl::string_view>* views,
+    std::vector<core::OutputQueue::FileExtent>* extents) {
+  core::OutputQueue& out = session.output();
+  absl::Status status = out.Gather(max_bytes, views, extents);
+  if (!status.ok() || views->empty() || out.has_stream_or_checkpoint()) {
+    return status;
+  }
+  const size_t before = out.buffered_bytes();
+  session.Resume();
+  if (out.buffered_bytes() == before && !out.has_stream_or_checkpoint()) {
+    return status;  // nothing was waiting
+  }
+  // Gather again: the same octets first, then what Resume() queued.
+  views->clear();
+  extents->clear();
+  return out.Gather(max_bytes, views, extents);
+}
+
 GatheredSender::Result GatheredSender::Send(
     int fd, absl::Span<const absl::string_view> views,
     absl::Span<const core::OutputQueue::FileExtent> extents) {

@@ -17,11 +17,23 @@
 #include <cstddef>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/output_queue.h"
+#include "core/session.h"
 
 namespace popgate::net {
+
+// session.output().Gather(max_bytes, views, extents), plus one step: when
+// everything gathered is plain reply bytes (a RETR's final "." that its
+// checkpoint just released), the session first answers the commands
+// pipelined behind it (Resume), so "." and the next reply and body leave
+// in one send instead of two. Errors as Gather's.
+absl::Status GatherSessionOutput(
+    core::Session& session, size_t max_bytes,
+    std::vector<absl::string_view>* views,
+    std::vector<core::OutputQueue::FileExtent>* extents);
 
 class GatheredSender {
  public:

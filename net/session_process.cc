@@ -159,7 +159,8 @@ bool SessionDriver::FlushOnce() {
   core::OutputQueue& out = session_.output();
   views_.clear();
   extents_.clear();
-  absl::Status st = out.Gather(kWriteWindowBytes, &views_, &extents_);
+  absl::Status st =
+      GatherSessionOutput(session_, kWriteWindowBytes, &views_, &extents_);
   if (!st.ok()) return false;  // the session recorded why (stale, I/O)
   if (views_.empty()) {
     // A checkpoint ran, or a stream had nothing yet: no bytes, but the queue

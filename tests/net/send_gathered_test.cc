@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/core/session_harness.h"
 
 namespace popgate::net {
 namespace {
@@ -155,6 +156,42 @@ TEST(GatheredSenderTest, BrokenConnectionFails) {
   const std::vector<absl::string_view> views = {"+OK\r\n"};
   EXPECT_EQ(sender.Send(sv[0], views, {}).stop, Stop::kFailed);
   ::close(sv[0]);
+}
+
+// Pipelined RETRs: the final "." released by a checkpoint goes out with the
+// next reply and body, so each RETR costs one send, not two; the octets
+// are exactly what a plain Gather/Consume/Resume driver sends.
+TEST(GatherSessionOutputTest, FinalDotSharesASendWithThePipelinedNextReply) {
+  const std::string script = "USER u\r\nPASS p\r\nSTAT\r\n";
+  const std::string pipelined = "RETR 1\r\nRETR 2\r\nRETR 3\r\nQUIT\r\n";
+  core::testing::Harness plain;
+  plain.Send(script);
+  const std::string want = plain.Send(pipelined);
+
+  core::testing::Harness h;
+  h.Send(script);
+  core::Session& session = h.session();
+  session.Receive(pipelined);
+  std::string sent;
+  int sends = 0;
+  while (!session.output().empty()) {
+    std::vector<absl::string_view> views;
+    std::vector<Extent> extents;
+    ASSERT_TRUE(
+        GatherSessionOutput(session, 1 << 20, &views, &extents).ok());
+    ASSERT_EQ(views.size(), extents.size());
+    size_t n = 0;
+    for (absl::string_view v : views) {
+      sent.append(v.data(), v.size());
+      n += v.size();
+    }
+    if (n > 0) ++sends;
+    session.output().Consume(n);
+    session.Resume();
+  }
+  EXPECT_EQ(sent, want);
+  // "+OK" and body 1; ".", "+OK" and body 2; the same for 3; "." and QUIT's.
+  EXPECT_EQ(sends, 4);
 }
 
 }  // namespace
