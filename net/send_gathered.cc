@@ -84,7 +84,16 @@ GatheredSender::Result GatheredSender::Send(
       msghdr msg{};
       msg.msg_iov = iov_.data();
       msg.msg_iovlen = iov_.size();
-      n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+      // More follows at once (a body from the file, or the next IOV_MAX
+      // views): let TCP put these octets (the final dot, the next "+OK")
+      // into the body's first segment rather than a segment of their own.
+      // The send right after pushes both.
+      const int more = next < views.size() ? MSG_MORE : 0;
+      n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL | more);
+      if (n < 0 && errno == ENOTSOCK) {
+        syscall_ = Syscall::kWritev;  // a pipe (inetd): writev from now on
+        continue;
+      }
     } else {
       n = ::writev(fd, iov_.data(), static_cast<int>(iov_.size()));
     }

@@ -37,8 +37,9 @@ absl::Status GatherSessionOutput(
 
 class GatheredSender {
  public:
-  // kSendmsg: sendmsg with MSG_DONTWAIT | MSG_NOSIGNAL (a socket);
-  // kWritev: writev (any fd; SIGPIPE must be ignored).
+  // kSendmsg: sendmsg with MSG_DONTWAIT | MSG_NOSIGNAL, and MSG_MORE
+  // before a sendfile; an fd that is not a socket (ENOTSOCK) gets writev
+  // from then on. kWritev: writev (any fd; SIGPIPE must be ignored).
   enum class Syscall { kWritev, kSendmsg };
 
   // `use_sendfile` false: every view goes out with writev/sendmsg.
@@ -65,7 +66,7 @@ class GatheredSender {
   static constexpr size_t kMinSendfileBytes = 16 * 1024;
 
  private:
-  const Syscall syscall_;
+  Syscall syscall_;    // kSendmsg falls back to kWritev on ENOTSOCK
   bool use_sendfile_;  // cleared when the fd refuses sendfile (EINVAL)
   std::vector<iovec> iov_;
 };

@@ -96,7 +96,7 @@ class SessionDriver {
         env_(env),
         session_(env.session_options),
         remote_host_(PeerHost(in_fd)),
-        sender_(GatheredSender::Syscall::kWritev, env.sendfile) {}
+        sender_(GatheredSender::Syscall::kSendmsg, env.sendfile) {}
 
   int Run();
 

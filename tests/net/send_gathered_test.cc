@@ -148,6 +148,18 @@ TEST(GatheredSenderTest, FdThatRefusesSendfileGetsWrites) {
   ::close(file);
 }
 
+TEST(GatheredSenderTest, PipeGetsWritevForSendmsg) {
+  // inetd may hand over a pipe pair: sendmsg fails there (ENOTSOCK).
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  GatheredSender sender(GatheredSender::Syscall::kSendmsg, true);
+  const std::vector<absl::string_view> views = {"+OK\r\n", "body\r\n"};
+  EXPECT_EQ(sender.Send(p[1], views, {}).stop, Stop::kAll);
+  ::close(p[1]);
+  EXPECT_EQ(ReadAll(p[0]), "+OK\r\nbody\r\n");
+  ::close(p[0]);
+}
+
 TEST(GatheredSenderTest, BrokenConnectionFails) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
