@@ -139,6 +139,17 @@ TEST(WireStreamTest, Top) {
   }
 }
 
+// Encodes `data` with Next() (`copy` false, `limit` = max_bytes) or
+// NextInto() (`copy` true, `limit` = capacity) and checks the model's
+// octets come out.
+void ExpectMatchesModel(const std::string& data, bool copy, size_t limit) {
+  EncodingStream stream(data, false, absl::string_view());
+  auto got = copy ? DrainInto(&stream, limit) : Drain(&stream, limit);
+  ASSERT_THAT(got, IsOk());
+  ASSERT_EQ(*got, RefEncode(data)) << (copy ? "capacity " : "max_bytes ")
+                                   << limit << " data " << absl::CEscape(data);
+}
+
 TEST(WireStreamTest, NextIntoMatchesTheModelOnRandomData) {
   // Short alphabets hit every line-start, dot and CR/LF combination.
   std::mt19937 rng(20261127);
@@ -146,13 +157,8 @@ TEST(WireStreamTest, NextIntoMatchesTheModelOnRandomData) {
   for (int round = 0; round < 2000; ++round) {
     std::string data(rng() % 40, 'a');
     for (char& c : data) c = kAlphabet[rng() % 4];
-    const std::string want = RefEncode(data);
-    const size_t capacity = 2 + rng() % 12;
-    EncodingStream stream(data, false, absl::string_view());
-    auto got = DrainInto(&stream, capacity);
-    ASSERT_THAT(got, IsOk());
-    ASSERT_EQ(*got, want) << "capacity " << capacity << " data "
-                          << absl::CEscape(data);
+    ExpectMatchesModel(data, /*copy=*/true, 2 + rng() % 12);
+    if (HasFatalFailure()) return;
   }
 }
 
@@ -171,13 +177,8 @@ TEST(WireStreamTest, NextMatchesTheModelOnRandomData) {
         data += std::string(rng() % 20, 'a') + "\r\n";
       }
     }
-    const std::string want = RefEncode(data);
-    const size_t max_bytes = 1 + rng() % 400;
-    EncodingStream stream(data, false, absl::string_view());
-    auto got = Drain(&stream, max_bytes);
-    ASSERT_THAT(got, IsOk());
-    ASSERT_EQ(*got, want) << "max_bytes " << max_bytes << " data "
-                          << absl::CEscape(data);
+    ExpectMatchesModel(data, /*copy=*/false, 1 + rng() % 400);
+    if (HasFatalFailure()) return;
   }
 }
 
@@ -211,13 +212,8 @@ TEST(WireStreamTest, NextIntoMatchesTheModelOnLongLines) {
       data += end == 0 ? "\r\n" : end == 1 ? "\r" : "\n";
     }
     if (rng() % 2 == 0 && !data.empty()) data.pop_back();  // unterminated
-    const std::string want = RefEncode(data);
-    const size_t capacity = 2 + rng() % 100;
-    EncodingStream stream(data, false, absl::string_view());
-    auto got = DrainInto(&stream, capacity);
-    ASSERT_THAT(got, IsOk());
-    ASSERT_EQ(*got, want) << "capacity " << capacity << " data "
-                          << absl::CEscape(data);
+    ExpectMatchesModel(data, /*copy=*/true, 2 + rng() % 100);
+    if (HasFatalFailure()) return;
   }
 }
 
