@@ -105,12 +105,14 @@ ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(600),
 ABSL_FLAG(absl::Duration, write_timeout, absl::Seconds(120),
           "Close a session when a reply makes no progress for this long.");
 
-// Default true: wire-clean runs of a message (CR LF lines, no line starting
-// with '.', at least 16 KiB) go from the page cache with sendfile(2), not
-// copied from the mapping. Off only to compare the two paths; the octets
-// sent are the same either way.
+// Default true: wire-clean runs of a Maildir message (CR LF lines, no line
+// starting with '.', at least 16 KiB) go from the page cache with
+// sendfile(2), not copied from the mapping. Off only to compare the two
+// paths; the octets sent are the same either way. mbox messages are always
+// copied (see MboxMaildrop::Retrieve: an mbox is rewritten in place).
 ABSL_FLAG(bool, sendfile, true,
-          "Send wire-clean message runs from the page cache with sendfile.");
+          "Send wire-clean Maildir message runs from the page cache with "
+          "sendfile.");
 
 // Default /var/lib/popgate: per-user redo records for crash-safe mbox
 // rewrites. Must be absolute and on local storage; not a limit.

@@ -57,7 +57,9 @@ class WireStream {
   // Views into [base, base + size) are also the octets of file `fd` at
   // offset (view - base): a sender may hand them to the kernel straight
   // from the page cache (sendfile) instead of copying them from the
-  // mapping. fd < 0: no such file. Valid for the stream's life.
+  // mapping. fd < 0: no such file. Valid for the stream's life. Only for
+  // files nobody rewrites in place (Maildir messages): the kernel reads
+  // sendfile's pages again when it transmits them, after CheckUnchanged().
   struct FileBacking {
     int fd = -1;
     const char* base = nullptr;

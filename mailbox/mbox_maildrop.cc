@@ -237,11 +237,17 @@ absl::StatusOr<std::unique_ptr<WireStream>> MboxMaildrop::Retrieve(
   // indexed as wire-clean: the file is not locked while the bytes go out,
   // and an in-place edit that put a "." line into "clean" bytes would let
   // the client see a false end of message. The scan costs little: CR LF
-  // runs still go out as single segments, which the sender may sendfile
-  // from fd_ (the page cache) rather than copy from the mapping.
-  return std::unique_ptr<WireStream>(new EncodingStream(
-      data, /*wire_clean=*/false, mapping_.view(),
-      WireStream::FileBacking{fd_.get(), mapping_.data(), mapping_.size()}));
+  // runs still go out as single segments of the mapping.
+  //
+  // No FileBacking, so no sendfile: an mbox is rewritten in place (by
+  // another session's update, or an MUA). writev copies the octets when it
+  // is called, so the check after the body vouches for what was sent;
+  // sendfile lends the kernel page-cache pages that are read again at
+  // transmission (and at every retransmission), after that check, and a
+  // concurrent rewrite could slip foreign octets in before the final dot.
+  // Maildir files are never rewritten, only unlinked.
+  return std::unique_ptr<WireStream>(
+      new EncodingStream(data, /*wire_clean=*/false, mapping_.view()));
 }
 
 absl::Status MboxMaildrop::CheckUnchanged() {

@@ -1,12 +1,14 @@
 // Hands what OutputQueue::Gather() returned to the kernel: runs of views in
 // memory with one writev/sendmsg each, and views that also lie in a file
-// (a wire-clean run of a mapped message) with sendfile(2), straight from
-// the page cache. Both drivers (session_process.cc, pool_session.cc) use it.
+// (a wire-clean run of a mapped Maildir message) with sendfile(2),
+// straight from the page cache. Both drivers (session_process.cc,
+// pool_session.cc) use it.
 //
-// Why sendfile: on loopback and on real NICs alike, a write copies the
-// octets from the mapping into socket buffers; sendfile hands the kernel
-// references to the page-cache pages instead, so the sender touches the
-// octets only where the encoder scanned them.
+// Why sendfile: a write copies the octets from the mapping into socket
+// buffers; sendfile hands the kernel references to the page-cache pages
+// instead, so the sender touches the octets only where the encoder scanned
+// them. On loopback the reader's copy dominates and the two measure alike
+// (bench/RESULTS.md); a NIC sends the pages without any copy.
 //
 // Threading: one sender per connection; not shared.
 #ifndef POPGATE_NET_SEND_GATHERED_H_

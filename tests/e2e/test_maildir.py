@@ -180,6 +180,31 @@ class MaildirE2E(MaildirDaemonCase):
                 self.assertEqual(body, h.expected_top(self.data(i), n), (i, n))
         c.cmd_ok("QUIT")
 
+    def test_big_crlf_messages_sent_from_the_page_cache(self):
+        # Wire-clean runs of 16 KiB or more go out with sendfile: a clean
+        # 300 KB message, one with dotted lines every 40 KB (the runs between
+        # them), and one with a bare LF near its end; pipelined, so the
+        # final dot and the next reply share a send. Each must arrive exact.
+        line = b"x" * 70 + b"\r\n"
+        clean = b"Subject: big\r\n\r\n" + line * 4200
+        dotted = b"Subject: dots\r\n\r\n" + b"".join(
+            (b".dot %d\r\n" % i if i % 560 == 0 else line) for i in range(4200))
+        bare = b"Subject: bare\r\n\r\n" + line * 3000 + b"bare lf\n" + line
+        for n, data in enumerate((clean, dotted, bare), 4):
+            self.msgs.append(("cur", f"17000000{n:02d}.M{n}P1.mx:2,S", data))
+            self.paths.append(self.put("cur", self.msgs[-1][1], data))
+        c = h.Pop3Conn.connect(self.port)
+        self.addCleanup(c.close)
+        self.assertTrue(c.login(self.user.name, self.user.password)
+                        .startswith(b"+OK"))
+        c.send(b"RETR 4\r\nRETR 5\r\nRETR 6\r\n")
+        for i in (4, 5, 6):
+            r = c.readline()
+            self.assertTrue(r.startswith(b"+OK"), r)
+            self.assertEqual(c.read_multiline(10), h.expected_retr(self.data(i)),
+                             i)
+        c.cmd_ok("QUIT")
+
     def test_poplib_retr(self):
         p = self.login()
         for i in (1, 2, 3):
