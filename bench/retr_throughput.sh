@@ -5,7 +5,8 @@
 #   sudo bench/retr_throughput.sh [--build=build-perf] [--format=lf|crlf]
 #        [--store=mbox|maildir] [--messages=2000] [--kb=100] [--runs=3]
 #        [--duration=10s] [--pipeline=1] [--no-flood]
-#   env POPGATE=/path/to/popgate FLOOD=/path/to/popgate-flood override the build.
+#   env POPGATE=/path/to/popgate FLOOD=/path/to/popgate-flood override the build;
+#   env POPGATE_ARGS="--sendfile=false" adds daemon flags (to compare paths).
 #
 # Set-up (as tests/e2e/popgate_harness.py does it), all in a temp dir that is
 # removed on exit: a throwaway system user (useradd --system, removed with
@@ -53,7 +54,7 @@ for arg in "$@"; do
     --runs=*) RUNS=${arg#*=} ;;
     --duration=*) DURATION=${arg#*=} ;;
     --no-flood) WITH_FLOOD=0 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -145,7 +146,8 @@ g++ -O2 -std=c++20 -o "$ROOT/retr_client" "$REPO/bench/retr_client.cc"
 
 setsid "$POPGATE" -D --foreground --log=stderr --listen=127.0.0.1:0 \
   --auth=passwd-file:"$ROOT/passwd" --mail="$MAIL_FLAG" \
-  --state_dir="$ROOT/state" --min_session_slot=0 2>"$ROOT/popgate.stderr" &
+  --state_dir="$ROOT/state" --min_session_slot=0 ${POPGATE_ARGS:-} \
+  2>"$ROOT/popgate.stderr" &
 DAEMON_PID=$!
 PORT=
 for _ in $(seq 100); do
