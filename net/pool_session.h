@@ -92,7 +92,8 @@ enum class FlushResult {
 // mailbox mapping's (views); OutputQueue bounds its own copies by this.
 inline constexpr size_t kPoolWriteWindowBytes = 256 * 1024;
 
-// Sends session output with sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) until the
+// Sends session output (GatherSessionOutput, then scratch.sender: sendmsg
+// with MSG_DONTWAIT | MSG_NOSIGNAL, sendfile for Maildir runs) until the
 // queue is empty or the socket is full, calling Consume() and Resume() after
 // each send (driver contract). Sets *wrote when any byte left.
 FlushResult FlushOutput(PoolSession& s, WriteScratch& scratch, bool* wrote);
