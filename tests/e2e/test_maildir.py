@@ -1,5 +1,6 @@
-"""End-to-end: popgate -D serving Maildirs (--mail=maildir:<root>/%u/Maildir)
-to poplib, raw sockets and curl: STAT/LIST/UIDL/RETR/TOP, DELE+QUIT unlinks
+"""End-to-end: popgate -D serving Maildirs (--mail=maildir:<root>/%u/Maildir),
+in fork mode and in pool mode (workers running as the mailbox owner), to
+poplib, raw sockets and curl: STAT/LIST/UIDL/RETR/TOP, DELE+QUIT unlinks
 the files, DELE+RSET+QUIT keeps them, mail in tmp/ and dot-files is never
 served, a second concurrent session gets -ERR [IN-USE], and the lock file
 is gone after the session.
@@ -29,6 +30,8 @@ class MaildirDaemonCase(unittest.TestCase):
     """One popgate -D per class serving Maildirs under a temp root, with one
     throwaway system user; subclasses say where mail lives and who logs in."""
 
+    POOL = False  # --mode=pool, the workers running as the mailbox owner
+
     @classmethod
     def start_daemon(cls, mail_pattern, entries):
         """`entries`: passwd-file lines (user, password) mapped to cls.user."""
@@ -41,8 +44,16 @@ class MaildirDaemonCase(unittest.TestCase):
         args = [f"--auth=passwd-file:{pf}",
                 f"--mail=maildir:{mail_pattern}",
                 f"--state_dir={state}",
-                "--min_session_slot=0"] + h.extra_popgate_args()
-        cls.daemon = h.Daemon(args, cls.root).start()
+                "--min_session_slot=0"]
+        daemon = h.Daemon
+        if cls.POOL:
+            # Virtual-mail style: one account owns every Maildir and runs
+            # the workers (a Maildir is the owner's alone, mode 0700).
+            os.chown(state, cls.user.uid, cls.user.gid)
+            args += ["--mode=pool", "--workers=1",
+                     f"--pool_user={cls.user.name}"]
+            daemon = h.PoolDaemon
+        cls.daemon = daemon(args + h.extra_popgate_args(), cls.root).start()
 
     @classmethod
     def setUpClass(cls):
@@ -181,7 +192,8 @@ class MaildirE2E(MaildirDaemonCase):
         c.cmd_ok("QUIT")
 
     def test_big_crlf_messages_sent_from_the_page_cache(self):
-        # Wire-clean runs of 16 KiB or more go out with sendfile: a clean
+        # Wire-clean runs of 16 KiB or more go out with sendfile (in both
+        # modes: MaildirPoolE2E runs this too): a clean
         # 300 KB message, one with dotted lines every 40 KB (the runs between
         # them), and one with a bare LF near its end; pipelined, so the
         # final dot and the next reply share a send. Each must arrive exact.
@@ -293,6 +305,12 @@ class MaildirE2E(MaildirDaemonCase):
         self.assertEqual(r.stdout, h.unstuff(h.expected_retr(self.data(1))))
         self.wait_unlocked()
 
+
+
+class MaildirPoolE2E(MaildirE2E):
+    """The same in pool mode: sessions multiplexed by an io_uring worker,
+    bodies sent by the same code as fork mode's (sendfile included)."""
+    POOL = True
 
 
 class VirtualDomainMaildir(MaildirDaemonCase):
