@@ -5,8 +5,6 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
-#include <algorithm>
-
 namespace popgate::net {
 
 absl::Status GatherSessionOutput(
