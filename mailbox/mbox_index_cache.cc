@@ -45,8 +45,8 @@ static_assert(sizeof(Header) == 80, "no padding in the file header");
 constexpr uint64_t kEdgeBytes = 4096;
 constexpr uint64_t kMessageSampleBytes = 64;
 // Every stride-th message (by index) is sampled, plus the last cached one.
-// Each sample costs a page fault in the mapping (several microseconds once
-// messages are pages apart), so the stride grows with the message count to
+// Each sample costs a pread of a page-cache page (SampleSource; through the
+// mapping it was a page fault), so the stride grows with the message count to
 // keep about kTargetSamples: a boundary that moved shows in every sample
 // after it and in the last message, which is always sampled. The stride is
 // kept in the cache, so an append reuses the sum over the verified prefix;

@@ -38,7 +38,7 @@ using core::Severity;
 // pipelining client (RFC 2449) sends many per segment: 4 KiB takes a full
 // pipelined batch in one read().
 constexpr size_t kReadBufferBytes = 4096;
-// Most octets gathered per writev(). Larger than a socket send buffer's
+// Most octets gathered per send round. Larger than a socket send buffer's
 // usual free space, so one syscall fills it; the memory is the mailbox
 // mapping's, not ours (views).
 constexpr size_t kWriteWindowBytes = 256 * 1024;
@@ -118,7 +118,7 @@ class SessionDriver {
   const core::Session& session() const { return session_; }
 
  private:
-  // One Gather + writev round (waiting for POLLOUT if the peer's window is
+  // One gather + send round (waiting for POLLOUT if the peer's window is
   // full). False when the connection is finished (write error, write
   // timeout, queue error).
   bool FlushOnce();
