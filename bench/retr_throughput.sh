@@ -4,7 +4,7 @@
 #
 #   sudo bench/retr_throughput.sh [--build=build-perf] [--format=lf|crlf]
 #        [--store=mbox|maildir] [--messages=2000] [--kb=100] [--runs=3]
-#        [--duration=10s] [--pipeline=1] [--no-flood]
+#        [--duration=10s] [--pipeline=1] [--chunk=262144] [--no-flood]
 #   env POPGATE=/path/to/popgate FLOOD=/path/to/popgate-flood override the build;
 #   env POPGATE_ARGS="--sendfile=false" adds daemon flags (to compare paths).
 #
@@ -21,7 +21,8 @@
 # Each run, interleaved so both share the machine's noise:
 #   ceiling  bench/compare/copyceiling (g++ -O2, built here): a plain sender
 #            write()s a 200 MB POP3-framed stream over loopback TCP to a reader
-#            that scans it for the terminator; --chunk=262144.
+#            that scans it for the terminator; read() and write() of --chunk
+#            octets (the client reads the same).
 #   popgate  bench/retr_client.cc (g++ -O2, built here; the same reader as the
 #            ceiling's) downloads the whole mailbox repeatedly for --duration
 #            (seconds), --pipeline RETRs outstanding; then popgate-flood --scenario=retr-throughput:1 for
@@ -43,6 +44,7 @@ KB=100
 RUNS=3
 DURATION=10s
 WITH_FLOOD=1
+CHUNK=262144
 for arg in "$@"; do
   case $arg in
     --build=*) BUILD=${arg#*=} ;;
@@ -53,8 +55,9 @@ for arg in "$@"; do
     --kb=*) KB=${arg#*=} ;;
     --runs=*) RUNS=${arg#*=} ;;
     --duration=*) DURATION=${arg#*=} ;;
+    --chunk=*) CHUNK=${arg#*=} ;;
     --no-flood) WITH_FLOOD=0 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -182,12 +185,12 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 echo "$STORE: $(du -sb --apparent-size "$([[ $STORE == maildir ]] && echo "$MAILDIR" || echo "$MBOX")" | cut -f1) bytes, $MESSAGES x $KB KB, format $FORMAT; pipeline $PIPELINE; popgate $POPGATE"
 : >"$ROOT/ceil"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"; : >"$ROOT/cpu"
 for run in $(seq "$RUNS"); do
-  ceil=$("$ROOT/copyceiling" --mb=200 --runs=1 --chunk=262144 |
+  ceil=$("$ROOT/copyceiling" --mb=200 --runs=1 --chunk="$CHUNK" |
          sed -n 's/.*"median_mb_per_sec": *\([0-9.]*\).*/\1/p')
   touch "$ROOT/sampling"; sample_anon & sp=$!
   cpu0=$(children_cpu_ticks)
   rc=$("$ROOT/retr_client" --port="$PORT" --user="$USER_NAME" --pass="$PASSWORD" \
-       --seconds="${DURATION%s}" --chunk=262144 --pipeline="$PIPELINE")
+       --seconds="${DURATION%s}" --chunk="$CHUNK" --pipeline="$PIPELINE")
   sleep 0.3  # let the master reap the last session
   cpu1=$(children_cpu_ticks)
   rm -f "$ROOT/sampling"; wait "$sp"

@@ -43,9 +43,10 @@
 # Each run samples the server's whole process tree (bench/compare/proctree.cc):
 # CPU seconds = delta of utime+stime+cutime+cstime over the tree, peak RSS and
 # peak PSS (and anonymous PSS) sums. Then the loopback copy ceiling (bench/compare/copyceiling.cc),
-# and per server one client downloading pgbig for --duration with bench/retr_client.cc (the
-# ceiling's reader, 16 RETRs pipelined): the servers' send path, where popgate-flood's
-# byte-at-a-time parser limits the retr200m rows.
+# and per server three more ceiling runs followed by one client downloading pgbig for
+# --duration with bench/retr_client.cc (the ceiling's reader, same read size, 16 RETRs
+# pipelined): the servers' send path, where popgate-flood's byte-at-a-time parser limits the
+# retr200m rows; each server's share is of the ceiling measured just before it.
 #
 # Test users exist only inside the private mount namespace: copies of
 # /etc/passwd, /etc/shadow and /etc/group with the users added are overlaid on
@@ -67,6 +68,7 @@ BIG_KB=100
 SERVERS=popgate,popgate-d,popgate-pool,popgate-pool-cache,popa3d,dovecot
 SCENARIO_LIST=poll8,poll64,retr4k,retr200m,flood,flood10k
 CEILING_MB=200
+READ_CHUNK=262144  # copyceiling's and retr_client's read() size
 POPGATE=""
 FLOOD=""
 RESULTS="$REPO/bench/RESULTS.md"
@@ -497,17 +499,23 @@ EOF
 
   # --- loopback copy ceiling ----------------------------------------------------
   log "loopback copy ceiling ($CEILING_MB MB x 5)"
-  timeout 180 "$BIN/copyceiling" --mb="$CEILING_MB" --runs=5 >"$OUT/ceiling.json" 2>>"$LOGS/ceiling.stderr" || true
+  # The ceiling's reader and retr_client read in the same --chunk (a reader's
+  # buffer size moves both figures); each server's download is preceded by its
+  # own ceiling runs, so its share is taken against the machine of that minute.
+  timeout 180 "$BIN/copyceiling" --mb="$CEILING_MB" --runs=5 --chunk="$READ_CHUNK" \
+    >"$OUT/ceiling.json" 2>>"$LOGS/ceiling.stderr" || true
   for s in "${ALL_SERVERS[@]}"; do
     has_server "$s" && [[ -z "${BROKEN[$s]:-}" ]] || continue
     [[ " ${SCENARIOS[*]} " == *" retr200m "* ]] || continue
+    timeout 120 "$BIN/copyceiling" --mb="$CEILING_MB" --runs=3 --chunk="$READ_CHUNK" \
+      >"$OUT/ceiling.$s.json" 2>>"$LOGS/ceiling.stderr" || true
     log "retr_client / $s"
     "$BIN/proctree" --root="${PID[$s]}" --interval-ms=250 --max-seconds=$((DUR_S + 100)) \
       >"$OUT/retrfast.$s.proc.json" 2>>"$LOGS/proctree.stderr" &
     spid=$!; SAMPLER_PIDS+=("$spid")
     # popa3d needs ~45 s for one pass at its 4-5 MB/s; one pass always completes.
     timeout -k 5 $((DUR_S + 90)) "$BIN/retr_client" --port="${PORT[$s]}" --user=pgbig \
-      --pass="$PASSWORD" --seconds="$DUR_S" --pipeline=16 \
+      --pass="$PASSWORD" --seconds="$DUR_S" --pipeline=16 --chunk="$READ_CHUNK" \
       >"$OUT/retrfast.$s.json" 2>>"$LOGS/retr_client.stderr" || true
     kill -TERM "$spid" 2>/dev/null || true
     wait "$spid" || true
