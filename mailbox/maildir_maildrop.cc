@@ -116,9 +116,11 @@ absl::Status CheckOwner(const std::string& what, const struct stat& st,
 }
 
 // Lists the candidate message names of one subdirectory: no dot-files, only
-// regular files (lstat, so symlinks are skipped). ENOENT races are skipped.
+// regular files. d_type answers that without a path lookup per entry (the
+// open at login checks S_ISREG again, and O_NOFOLLOW refuses a symlink
+// swapped in since); entries of unknown type get an lstat.
 absl::Status ListDir(int dir_fd, const std::string& where,
-                     std::vector<std::pair<std::string, struct stat>>* out) {
+                     std::vector<std::string>* out) {
   // fdopendir takes ownership of its fd; keep ours for openat.
   const int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0)
@@ -142,15 +144,29 @@ absl::Status ListDir(int dir_fd, const std::string& where,
     }
     // Dot-files: ".", "..", and the temporaries or metadata some tools keep.
     if (e->d_name[0] == '.') continue;
-    // d_type saves an lstat per entry on filesystems that fill it in.
-    if (e->d_type != DT_UNKNOWN && e->d_type != DT_REG) continue;
-    struct stat st;
-    if (::fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    if (!S_ISREG(st.st_mode)) continue;
-    out->emplace_back(e->d_name, st);
+    if (e->d_type == DT_UNKNOWN) {
+      struct stat st;
+      if (::fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISREG(st.st_mode)) {
+        continue;
+      }
+    } else if (e->d_type != DT_REG) {
+      continue;
+    }
+    out->emplace_back(e->d_name);
   }
   ::closedir(dir);
   return status;
+}
+
+// The file `name` in `dir_fd` is, without following a symlink.
+std::optional<std::pair<dev_t, ino_t>> FileIdentity(int dir_fd,
+                                                    const std::string& name) {
+  struct stat st;
+  if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return std::nullopt;
+  }
+  return std::make_pair(st.st_dev, st.st_ino);
 }
 
 }  // namespace
@@ -235,12 +251,11 @@ absl::Status MaildirMaildrop::Scan() {
   struct Candidate {
     std::string name;
     bool in_cur;
-    struct stat st;
   };
   std::vector<Candidate> found;
   // new/ before cur/: a message another client moves new/ -> cur/ between
-  // the two listings is then seen twice (deduplicated by inode below)
-  // rather than not at all.
+  // the two listings is then seen twice (deduplicated below) rather than
+  // not at all.
   for (bool in_cur : {false, true}) {
     const int fd = SubdirFd(in_cur);
     if (fd < 0) {
@@ -248,11 +263,11 @@ absl::Status MaildirMaildrop::Scan() {
       return absl::ErrnoToStatus(
           errno, absl::StrCat("open ", path_, "/", SubdirName(in_cur)));
     }
-    std::vector<std::pair<std::string, struct stat>> entries;
+    std::vector<std::string> names;
     RETURN_IF_ERROR(
-        ListDir(fd, absl::StrCat(path_, "/", SubdirName(in_cur)), &entries));
-    for (auto& [name, st] : entries) {
-      found.push_back(Candidate{std::move(name), in_cur, st});
+        ListDir(fd, absl::StrCat(path_, "/", SubdirName(in_cur)), &names));
+    for (std::string& name : names) {
+      found.push_back(Candidate{std::move(name), in_cur});
     }
     if (found.size() > options_.max_messages) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -261,15 +276,21 @@ absl::Status MaildirMaildrop::Scan() {
   }
 
   // One file seen in both new/ and cur/ (moved during the scan): keep cur/.
-  std::map<std::pair<dev_t, ino_t>, size_t> by_inode;
+  // A move keeps the base name, so only bases listed in both need a look
+  // at the inodes; everything else was seen once.
   std::vector<bool> dropped(found.size(), false);
-  for (size_t i = 0; i < found.size(); ++i) {
-    auto [it, inserted] = by_inode.emplace(
-        std::make_pair(found[i].st.st_dev, found[i].st.st_ino), i);
-    if (!inserted) {
-      // found[] lists new/ first, so the later entry is the cur/ one.
+  std::map<absl::string_view, size_t> new_by_base;
+  for (size_t i = 0; i < found.size() && !found[i].in_cur; ++i) {
+    new_by_base.emplace(ParseMaildirName(found[i].name).base, i);
+  }
+  for (size_t i = 0; i < found.size() && !new_by_base.empty(); ++i) {
+    if (!found[i].in_cur) continue;
+    const auto it = new_by_base.find(ParseMaildirName(found[i].name).base);
+    if (it == new_by_base.end()) continue;
+    const auto in_new = FileIdentity(SubdirFd(false), found[it->second].name);
+    if (in_new.has_value() &&
+        in_new == FileIdentity(SubdirFd(true), found[i].name)) {
       dropped[it->second] = true;
-      it->second = i;
     }
   }
 
@@ -305,6 +326,7 @@ absl::Status MaildirMaildrop::Scan() {
     // size cache keyed by (inode, size, mtime), like the mbox index cache,
     // would make those re-logins O(new mail) too.
     const MaildirName parsed = ParseMaildirName(m.name);
+    m.base_size = parsed.base.size();
     if (std::optional<uint64_t> named = NamedWireSize(parsed, fd.get(), size);
         named.has_value()) {
       m.wire_size = *named;
@@ -326,8 +348,8 @@ absl::Status MaildirMaildrop::Scan() {
 
   std::sort(messages_.begin(), messages_.end(),
             [](const Message& a, const Message& b) {
-              const absl::string_view base_a = ParseMaildirName(a.name).base;
-              const absl::string_view base_b = ParseMaildirName(b.name).base;
+              const absl::string_view base_a = a.base();
+              const absl::string_view base_b = b.base();
               return std::tie(a.sort_seconds, a.sort_micros, base_a, a.name,
                               a.in_cur) < std::tie(b.sort_seconds,
                                                    b.sort_micros, base_b,
@@ -356,11 +378,11 @@ bool MaildirMaildrop::Relocate(Message& m) {
   for (bool in_cur : {true, false}) {
     const int fd = SubdirFd(in_cur);
     if (fd < 0) continue;
-    std::vector<std::pair<std::string, struct stat>> entries;
-    if (!ListDir(fd, path_, &entries).ok()) continue;
-    for (const auto& [name, st] : entries) {
-      if (st.st_dev == m.dev && st.st_ino == m.ino &&
-          ParseMaildirName(name).base == base) {
+    std::vector<std::string> names;
+    if (!ListDir(fd, path_, &names).ok()) continue;
+    for (const std::string& name : names) {
+      if (ParseMaildirName(name).base == base &&
+          FileIdentity(fd, name) == std::make_pair(m.dev, m.ino)) {
         m.name = name;
         m.in_cur = in_cur;
         return true;

@@ -50,6 +50,11 @@ class MaildirMaildrop : public Maildrop {
     ino_t ino = 0;
     int64_t sort_seconds = 0;  // Delivery time: from the name, else mtime.
     int64_t sort_micros = 0;
+    size_t base_size = 0;  // The name's unique part (before ':'); moves keep it.
+
+    absl::string_view base() const {
+      return absl::string_view(name).substr(0, base_size);
+    }
   };
 
   // What OpenMaildir does, with the concrete type (tests, tools).

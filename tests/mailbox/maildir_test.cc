@@ -248,6 +248,24 @@ TEST_F(MaildirTest, DuplicateBaseNamesGetDistinctUidls) {
   for (absl::string_view u : Uidls(**md)) EXPECT_TRUE(IsValidUidl(u));
 }
 
+TEST_F(MaildirTest, MessageListedInNewAndCurIsServedOnceFromCur) {
+  // A move new/ -> cur/ between the two listings shows one file under both
+  // names (a hard link stands in for the race); a different file with the
+  // same base is a second message.
+  const std::string moved = Put("new", "1.a.h", "a\n");
+  ASSERT_EQ(::link(moved.c_str(), (Sub("cur") + "/1.a.h:2,S").c_str()), 0);
+  Put("new", "2.b.h", "b\n");
+  Put("cur", "2.b.h:2,S", "other b\n");
+  auto md = Open();
+  ASSERT_THAT(md, IsOk());
+  ASSERT_EQ((*md)->message_count(), 3u);
+  EXPECT_EQ((*md)->uidl(0), "1.a.h");
+  EXPECT_EQ(Retr(md->get(), 0), "a\r\n");
+  ASSERT_THAT((*md)->Commit({0}), IsOk());
+  EXPECT_FALSE(Exists("cur", "1.a.h:2,S"));
+  EXPECT_TRUE(Exists("new", "1.a.h"));  // Not chosen: the cur/ name was.
+}
+
 TEST_F(MaildirTest, SizesAreEncodedOctetsAndNameFieldsAreVerified) {
   const std::string lf = "Subject: a\n\nbody\n.dot\n";
   const std::string crlf = "Subject: b\r\n\r\nbody\r\n";
