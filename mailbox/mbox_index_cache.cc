@@ -1,9 +1,7 @@
 #include "mailbox/mbox_index_cache.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "mailbox/cache_file.h"
 #include "mailbox/mapping.h"
 #include "mailbox/sigbus_guard.h"
 
@@ -61,30 +60,7 @@ size_t StrideFor(size_t count) {
                   (count + kTargetSamples - 1) / kTargetSamples);
 }
 
-// A fast, stable 64-bit hash (not absl::Hash: that is salted per process).
-// It detects corruption and mismatches; it is not a MAC, and needs not be:
-// the cache lives in the mailbox owner's own state folder.
-inline uint64_t Mix(uint64_t h, uint64_t w) {
-  h ^= w;
-  h *= 0x9E3779B97F4A7C15ull;
-  return h ^ (h >> 29);
-}
-
-uint64_t HashBytes(uint64_t h, const char* p, size_t n) {
-  h = Mix(h, n);
-  while (n >= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = Mix(h, w);
-    p += 8;
-    n -= 8;
-  }
-  uint64_t w = 0;
-  std::memcpy(&w, p, n);
-  return Mix(h, w);
-}
-
-// The fingerprint is Mix(edge hash, sum of per-message hashes): a sum, so
+// The fingerprint is CacheMix(edge hash, sum of per-message hashes): a sum, so
 // that an append can reuse the sum over the cached prefix it verified.
 struct MessageSums {
   uint64_t sum = 0;
@@ -127,7 +103,7 @@ bool SampleMessage(const SampleSource& source, const MboxMessage& m,
   char bytes[2 + kMessageSampleBytes];
   if (!source.Read(at - before, before + n, bytes)) return false;
   const char* const p = bytes + before;
-  sums->sum += HashBytes(Mix(0x6d7367, at), p, n);
+  sums->sum += CacheHash(CacheMix(0x6d7367, at), p, n);
   const bool boundary =
       m.raw_size >= 5 && std::memcmp(p, "From ", 5) == 0 &&
       (at == 0 || (at >= 2 && p[-1] == '\n' && p[-2] == '\n'));
@@ -151,17 +127,17 @@ bool AddMessages(const SampleSource& source, const MboxMessage* messages,
 // append may move); *boundary_ok as SampleMessage. False if unreadable.
 bool EdgeHash(const SampleSource& source, uint64_t region,
               const MboxMessage& last, uint64_t* edges, bool* boundary_ok) {
-  uint64_t h = Mix(0x706f7067617465ull, region);
+  uint64_t h = CacheMix(0x706f7067617465ull, region);
   const uint64_t edge = std::min(region, kEdgeBytes);
   std::vector<char> bytes(edge);
   if (!source.Read(0, edge, bytes.data())) return false;
-  h = HashBytes(h, bytes.data(), edge);
+  h = CacheHash(h, bytes.data(), edge);
   if (!source.Read(region - edge, edge, bytes.data())) return false;
-  h = HashBytes(h, bytes.data(), edge);
+  h = CacheHash(h, bytes.data(), edge);
   MessageSums sample;
   if (!SampleMessage(source, last, &sample)) return false;
   *boundary_ok = sample.boundaries_ok;
-  *edges = Mix(h, sample.sum);
+  *edges = CacheMix(h, sample.sum);
   return true;
 }
 
@@ -186,7 +162,7 @@ struct Loaded {
 };
 
 uint64_t Checksum(const Header& h, const MboxMessage* messages, size_t count) {
-  return HashBytes(HashBytes(0, reinterpret_cast<const char*>(&h), sizeof(h)),
+  return CacheHash(CacheHash(0, reinterpret_cast<const char*>(&h), sizeof(h)),
                    reinterpret_cast<const char*>(messages),
                    count * sizeof(MboxMessage));
 }
@@ -243,7 +219,7 @@ bool StillMatches(const SampleSource& source, uint64_t data_size,
     return false;
   }
   return all.boundaries_ok && last_ok &&
-         Mix(edges, all.sum) == loaded.header.fingerprint;
+         CacheMix(edges, all.sum) == loaded.header.fingerprint;
 }
 
 // WriteIndexCache, reusing `known` = the sums over messages[0, known_count)
@@ -286,49 +262,16 @@ absl::Status WriteCache(const std::string& path, const MboxFileKey& key,
       !EdgeHash(source, data.size(), messages.back(), &edges, &last_ok)) {
     return absl::AbortedError("mbox truncated while fingerprinting");
   }
-  h.fingerprint = Mix(edges, sums.sum);
+  h.fingerprint = CacheMix(edges, sums.sum);
   uint64_t checksum = Checksum(h, messages.data(), messages.size());
 
-  // Temp + rename: a reader sees the old file or the new one, never a torn
-  // one (and a torn one after a crash fails the checksum). No fsync: losing
-  // the cache costs one full scan.
-  const std::string tmp = absl::StrCat(path, ".tmp", ::getpid());
-  const int fd = ::open(tmp.c_str(),
-                        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                        0600);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", tmp));
   // Straight from the index (no serialised copy of it).
   iovec iov[3] = {
       {&h, sizeof(h)},
       {const_cast<MboxMessage*>(messages.data()),
        messages.size() * sizeof(MboxMessage)},
       {&checksum, sizeof(checksum)}};
-  int first = 0;
-  int err = 0;
-  while (first < 3) {
-    const ssize_t n = ::writev(fd, iov + first, 3 - first);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      err = n < 0 ? errno : EIO;
-      break;
-    }
-    size_t left = static_cast<size_t>(n);
-    while (first < 3 && left >= iov[first].iov_len) {
-      left -= iov[first].iov_len;
-      ++first;
-    }
-    if (first < 3) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
-  }
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
-  if (err != 0) {
-    ::unlink(tmp.c_str());
-    return absl::ErrnoToStatus(err, absl::StrCat("write ", path));
-  }
-  return absl::OkStatus();
+  return ReplaceCacheFile(path, absl::MakeSpan(iov));
 }
 
 // Whether an append is worth rewriting the cache for. Until the bytes
