@@ -41,6 +41,10 @@ struct MaildirOptions {
   // means someone else can write there, which the owner should hear about.
   // Unset: no check (the session runs as the user).
   std::optional<uid_t> required_owner;
+  // Where the size cache (maildir_size_cache.h) lives: a folder only the
+  // session's user writes (its state folder). Empty: no cache, every login
+  // reads every message file as described below.
+  std::string cache_dir;
 };
 
 // Opens the Maildir at `path` (the directory holding new/, cur/, tmp/):
@@ -56,11 +60,14 @@ struct MaildirOptions {
 //   - UIDL: the name before ':' if it is a valid RFC 1939 UIDL, else the
 //     MD5 hex of it (maildir_name.h); a duplicate gets the MD5 hex of
 //     "<new|cur>/<full name>".
-//   - sizes: the exact RETR octets before dot-stuffing. Taken from the
-//     name when its ,S= is the file's size and its ,W= is a possible
-//     encoding of that many octets (S <= W <= 2S; Dovecot's deliveries name
-//     files so): a login then reads no message bytes. Otherwise computed
-//     from the file, and any ,S=/,W= that disagrees is counted.
+//   - sizes: the exact RETR octets before dot-stuffing. From the size
+//     cache when it knows the file unchanged (options.cache_dir); else
+//     taken from the name when its ,S= is the file's size and its ,W= is a
+//     possible encoding of that many octets (S <= W <= 2S; Dovecot's
+//     deliveries name files so): the login then reads the last octet only.
+//     Otherwise computed from the file, and any ,S=/,W= that disagrees is
+//     counted. A login that computed a size, or no longer saw a cached
+//     file, rewrites the cache.
 //   - limits: ResourceExhausted; I/O failures: the errno's code.
 // Mail delivered after the open stays invisible until the next session.
 absl::StatusOr<std::unique_ptr<Maildrop>> OpenMaildir(

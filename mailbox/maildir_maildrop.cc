@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "mailbox/maildir_name.h"
+#include "mailbox/maildir_size_cache.h"
 #include "mailbox/sigbus_guard.h"
 #include "mailbox/wire_stream.h"
 
@@ -294,16 +295,40 @@ absl::Status MaildirMaildrop::Scan() {
     }
   }
 
+  struct stat dir_st;
+  std::string cache_path;
+  MaildirSizeCache cache;
+  if (!options_.cache_dir.empty() && ::fstat(dir_fd_.get(), &dir_st) == 0) {
+    cache_path = MaildirSizeCachePath(options_.cache_dir, dir_st.st_dev,
+                                      dir_st.st_ino);
+    cache = MaildirSizeCache::Load(cache_path, dir_st.st_dev, dir_st.st_ino,
+                                   options_.max_messages);
+  }
+  std::vector<MaildirSizeEntry> sizes;  // The cache as of this listing.
+
   uint64_t total = 0;
   messages_.reserve(found.size());
   for (size_t i = 0; i < found.size(); ++i) {
     if (dropped[i]) continue;
     const Candidate& c = found[i];
     struct stat st;
-    UniqueFd fd = OpenRegular(SubdirFd(c.in_cur), c.name, &st);
-    // Gone, or swapped for a symlink/FIFO since the listing: skip it now;
-    // if it reappears it is served next session.
-    if (!fd.valid()) continue;
+    std::optional<uint64_t> cached;
+    UniqueFd fd;
+    if (!cache.empty()) {
+      // An lstat says whether the cached size still holds; no open then.
+      if (::fstatat(SubdirFd(c.in_cur), c.name.c_str(), &st,
+                    AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISREG(st.st_mode)) {
+        continue;
+      }
+      cached = cache.Find(st);
+    }
+    if (!cached.has_value()) {
+      fd = OpenRegular(SubdirFd(c.in_cur), c.name, &st);
+      // Gone, or swapped for a symlink/FIFO since the listing: skip it now;
+      // if it reappears it is served next session.
+      if (!fd.valid()) continue;
+    }
     if (options_.required_owner.has_value()) {
       RETURN_IF_ERROR(CheckOwner(
           absl::StrCat(path_, "/", SubdirName(c.in_cur), "/", c.name), st,
@@ -322,13 +347,14 @@ absl::Status MaildirMaildrop::Scan() {
     m.raw_size = size;
     m.dev = st.st_dev;
     m.ino = st.st_ino;
-    // TODO(maildir): names without S=/W= are still read at every login; a
-    // size cache keyed by (inode, size, mtime), like the mbox index cache,
-    // would make those re-logins O(new mail) too.
     const MaildirName parsed = ParseMaildirName(m.name);
     m.base_size = parsed.base.size();
-    if (std::optional<uint64_t> named = NamedWireSize(parsed, fd.get(), size);
-        named.has_value()) {
+    if (cached.has_value()) {
+      m.wire_size = *cached;
+      ++size_cache_hits_;
+    } else if (std::optional<uint64_t> named =
+                   NamedWireSize(parsed, fd.get(), size);
+               named.has_value()) {
       m.wire_size = *named;
     } else {
       ASSIGN_OR_RETURN(const bool read,
@@ -343,7 +369,18 @@ absl::Status MaildirMaildrop::Scan() {
       m.sort_micros = st.st_mtim.tv_nsec / 1000;
     }
     m.uidl = MaildirUidl(parsed.base);
+    if (!cache_path.empty()) {
+      sizes.push_back(MaildirSizeEntry::For(st, m.wire_size));
+    }
     messages_.push_back(std::move(m));
+  }
+  // Rewritten when it no longer matches the folder: a size was computed
+  // (new mail, a renamed or changed file) or a cached file is gone.
+  if (!cache_path.empty() &&
+      (size_cache_hits_ != sizes.size() || cache.size() != sizes.size())) {
+    WriteMaildirSizeCache(cache_path, dir_st.st_dev, dir_st.st_ino,
+                          std::move(sizes))
+        .IgnoreError();  // Best effort: a failure costs the reads next time.
   }
 
   std::sort(messages_.begin(), messages_.end(),

@@ -79,6 +79,8 @@ class MaildirMaildrop : public Maildrop {
   const std::vector<Message>& messages() const { return messages_; }
   // How many ,S=/,W= name fields disagreed with the file at open.
   size_t size_field_mismatches() const { return size_field_mismatches_; }
+  // How many sizes came from the size cache (no file opened for them).
+  size_t size_cache_hits() const { return size_cache_hits_; }
   bool locked() const { return lock_.held(); }
 
  private:
@@ -110,6 +112,7 @@ class MaildirMaildrop : public Maildrop {
   MaildirLock lock_;
   std::vector<Message> messages_;
   size_t size_field_mismatches_ = 0;
+  size_t size_cache_hits_ = 0;
   // The last retrieved file, for CheckUnchanged(); shared with its stream,
   // which may send from it (sendfile) until the stream is gone.
   std::shared_ptr<const UniqueFd> retrieved_fd_;

@@ -204,10 +204,12 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
       -> absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> {
     if (maildir) {
       // No redo records: a Maildir update is a set of unlinks. The lock
-      // file lives in the maildir itself (see mailbox/maildir_lock.h).
+      // file lives in the maildir itself (see mailbox/maildir_lock.h); the
+      // state folder holds its size cache.
       mailbox::MaildirOptions options;
       options.max_bytes = static_cast<uint64_t>(max_bytes);
       options.max_messages = static_cast<size_t>(max_messages);
+      options.cache_dir = state_dir;
       return mailbox::OpenMaildir(path, options);
     }
     mailbox::MboxOptions options;
@@ -276,6 +278,7 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
         options.max_bytes = static_cast<uint64_t>(max_bytes);
         options.max_messages = static_cast<size_t>(max_messages);
         options.required_owner = owner;
+        options.cache_dir = state_dir;
         return mailbox::OpenMaildir(path, options);
       }
       mailbox::MboxOptions options;

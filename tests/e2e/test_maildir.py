@@ -10,6 +10,7 @@ Run: sudo POPGATE_BIN=build-e2e/net/popgate python3 -m unittest -v test_maildir
 the Maildir and the daemon drops to it for the session.
 """
 
+import glob
 import os
 import poplib
 import shutil
@@ -215,6 +216,39 @@ class MaildirE2E(MaildirDaemonCase):
             self.assertTrue(r.startswith(b"+OK"), r)
             self.assertEqual(c.read_multiline(10), h.expected_retr(self.data(i)),
                              i)
+        c.cmd_ok("QUIT")
+
+    def test_relogin_sizes_come_from_a_cache_only_the_user_can_write(self):
+        sizes = [h.expected_size(self.data(i)) for i in (1, 2, 3)]
+        p = self.login()
+        self.assertEqual(p.stat(), (3, sum(sizes)))
+        p.quit()
+        self.wait_unlocked()
+        caches = glob.glob(os.path.join(self.root, "state", "**",
+                                        "maildir-*.sizes"), recursive=True)
+        self.assertEqual(len(caches), 1, caches)
+        st = os.stat(caches[0])
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (self.user.uid, 0o600))
+        # Rewritten in place with the same size and one LF more: the cached
+        # size must not survive it (the ctime moved).
+        time.sleep(0.02)
+        sub, name, data = self.msgs[0]
+        changed = data[:-3] + b"\n" + data[-2:]
+        self.assertEqual(len(changed), len(data))
+        with open(self.paths[0], "r+b") as f:
+            f.write(changed)
+        self.msgs[0] = (sub, name, changed)
+        self.assertNotEqual(h.expected_size(changed), sizes[0])
+        sizes[0] = h.expected_size(changed)
+        c = h.Pop3Conn.connect(self.port)
+        self.addCleanup(c.close)
+        self.assertTrue(c.login(self.user.name, self.user.password)
+                        .startswith(b"+OK"))
+        r, lines = c.cmd_multi("LIST")
+        self.assertEqual(lines, b"".join(b"%d %d\r\n" % (i, n)
+                                         for i, n in enumerate(sizes, 1)))
+        r, body = c.cmd_multi("RETR 1")
+        self.assertEqual(body, h.expected_retr(changed))
         c.cmd_ok("QUIT")
 
     def test_poplib_retr(self):

@@ -17,6 +17,7 @@
 #include "mailbox/maildir_lock.h"
 #include "mailbox/maildir_maildrop.h"
 #include "mailbox/maildir_name.h"
+#include "mailbox/maildir_size_cache.h"
 #include "mailbox/wire_stream.h"
 #include "tests/mailbox/mbox_test_util.h"
 #include "tests/testing/status_matchers.h"
@@ -25,6 +26,7 @@ namespace popgate::mailbox {
 namespace {
 
 using ::popgate::mailbox::testing::Drain;
+using ::popgate::mailbox::testing::ReadFile;
 using ::popgate::mailbox::testing::RefEncode;
 using ::popgate::mailbox::testing::RefTop;
 using ::popgate::mailbox::testing::TempDir;
@@ -321,6 +323,110 @@ TEST_F(MaildirTest, PlausibleNameSizesStandInForAScan) {
   // Only the scanned names can be caught lying: 3's W, 4's W, 5's S.
   EXPECT_EQ((*md)->size_field_mismatches(), 3u);
   EXPECT_EQ(Retr(md->get(), 0), RefEncode(lf));  // the real octets
+}
+
+// ---- Size cache (maildir_size_cache.h) ----------------------------------
+
+class MaildirSizeCacheLoginTest : public MaildirTest {
+ protected:
+  MaildirSizeCacheLoginTest() {
+    std::filesystem::create_directories(StateDir());
+    Put("new", "1.a.h", "Subject: a\n\nbody\n.dot\n");
+    Put("new", "2.b.h", "Subject: b\r\n\r\nbody\r\n");
+    Put("cur", "3.c.h:2,S", "Subject: c\n\nno newline");
+    Put("new", "4.d.h,S=22,W=26", "Subject: d\n\nbody\nend\n");
+    Put("new", "5.e.h,S=5,W=7", "Subject: e\n\nlying fields\n");
+  }
+  std::string StateDir() const { return dir_.File("state"); }
+  MaildirOptions WithCache() const {
+    MaildirOptions options;
+    options.cache_dir = StateDir();
+    return options;
+  }
+  std::string CachePath() const {
+    struct stat st;
+    EXPECT_EQ(::stat(Path().c_str(), &st), 0);
+    return MaildirSizeCachePath(StateDir(), st.st_dev, st.st_ino);
+  }
+  // Sizes and UIDLs as one login sees them (the lock is gone on return).
+  struct Listing {
+    std::vector<uint64_t> sizes;
+    std::vector<std::string> uidls;
+    size_t cache_hits = 0;
+    bool operator==(const Listing& o) const {
+      return sizes == o.sizes && uidls == o.uidls;
+    }
+  };
+  Listing Login(const MaildirOptions& options) {
+    Listing out;
+    auto md = Open(options);
+    EXPECT_THAT(md, IsOk());
+    if (!md.ok()) return out;
+    for (size_t i = 0; i < (*md)->message_count(); ++i) {
+      out.sizes.push_back((*md)->message_size(i));
+    }
+    out.uidls = Uidls(**md);
+    out.cache_hits = (*md)->size_cache_hits();
+    return out;
+  }
+};
+
+TEST_F(MaildirSizeCacheLoginTest, ReloginTakesEverySizeFromTheCache) {
+  const Listing uncached = Login(MaildirOptions());
+  EXPECT_FALSE(std::filesystem::exists(CachePath()));
+  const Listing first = Login(WithCache());
+  EXPECT_EQ(first.cache_hits, 0u);
+  EXPECT_TRUE(first == uncached);
+  ASSERT_TRUE(std::filesystem::exists(CachePath()));
+  const auto written = std::filesystem::last_write_time(CachePath());
+  const Listing again = Login(WithCache());
+  EXPECT_EQ(again.cache_hits, 5u);
+  EXPECT_TRUE(again == uncached);
+  // Nothing changed: the cache file is left alone.
+  EXPECT_EQ(std::filesystem::last_write_time(CachePath()), written);
+}
+
+TEST_F(MaildirSizeCacheLoginTest, ChangedNewRenamedAndGoneFilesMiss) {
+  Login(WithCache());
+  // Same size and inode, other line ends: only the ctime tells. (The pause
+  // lets a coarse ctime clock tick; the kernel's multigrain timestamps
+  // make even a same-tick write after our stat visible.)
+  ::usleep(20 * 1000);
+  const std::string same_size = "Subject: b\n\n\n\nbody\n\n";
+  ASSERT_EQ(same_size.size(), std::string("Subject: b\r\n\r\nbody\r\n").size());
+  Put("new", "2.b.h", same_size);
+  // A flag change renames (ctime moves); new mail; a deleted message.
+  ASSERT_EQ(::rename((Sub("new") + "/1.a.h").c_str(),
+                     (Sub("cur") + "/1.a.h:2,S").c_str()),
+            0);
+  Put("new", "6.f.h", "Subject: f\n\nnew\n");
+  std::filesystem::remove(Sub("new") + "/5.e.h,S=5,W=7");
+  const Listing cached = Login(WithCache());
+  // 3 and 4 hit; 1 too where a rename leaves the ctime alone (same bytes).
+  EXPECT_GE(cached.cache_hits, 2u);
+  EXPECT_LE(cached.cache_hits, 3u);
+  EXPECT_TRUE(cached == Login(MaildirOptions()));
+  EXPECT_EQ(Login(WithCache()).cache_hits, 5u);  // rewritten last time
+}
+
+TEST_F(MaildirSizeCacheLoginTest, DamagedOrForeignCacheCostsOnlyTheReads) {
+  const Listing truth = Login(MaildirOptions());
+  Login(WithCache());
+  const std::string good = ReadFile(CachePath());
+  ASSERT_GT(good.size(), 48u);
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 1;
+  // Another Maildir's cache under this one's name.
+  const std::string foreign = SerializeMaildirSizeCache(1, 2, {});
+  for (const std::string& bad :
+       {flipped, good.substr(0, good.size() - 1), std::string("garbage"),
+        std::string(), foreign}) {
+    WriteFile(CachePath(), bad);
+    const Listing listed = Login(WithCache());
+    EXPECT_EQ(listed.cache_hits, 0u);
+    EXPECT_TRUE(listed == truth);
+    EXPECT_EQ(Login(WithCache()).cache_hits, 5u);  // and it was rewritten
+  }
 }
 
 TEST_F(MaildirTest, RetrAndTopWireForm) {
