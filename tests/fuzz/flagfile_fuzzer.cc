@@ -29,18 +29,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/config.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
 using popgate::core::AuthKind;
 using popgate::core::Config;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using ::popgate::fuzz::Check;
 
 // The flags config.cc defines; nothing else is touched.
 absl::CommandLineFlag* PopgateFlag(absl::string_view name) {

@@ -3,14 +3,13 @@
 // sequence must parse without crashing and yield a wire-safe UIDL.
 // Seeds: tests/fuzz/corpus/maildir_name/.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "mailbox/maildir_name.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -19,12 +18,7 @@ using popgate::mailbox::MaildirName;
 using popgate::mailbox::MaildirUidl;
 using popgate::mailbox::ParseMaildirName;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using ::popgate::fuzz::Check;
 
 }  // namespace
 

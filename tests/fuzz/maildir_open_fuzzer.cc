@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -37,6 +36,7 @@
 #include "mailbox/maildir.h"
 #include "mailbox/maildir_maildrop.h"
 #include "mailbox/maildir_name.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -46,12 +46,7 @@ using popgate::mailbox::MaildirMaildrop;
 using popgate::mailbox::MaildirOptions;
 using popgate::mailbox::WireStream;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using ::popgate::fuzz::Check;
 
 // One scratch Maildir per process, emptied before each input; /dev/shm
 // when there is one, so the fsyncs of Commit cost nothing.

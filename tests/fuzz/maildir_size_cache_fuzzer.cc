@@ -7,13 +7,12 @@
 #include <sys/stat.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "absl/strings/string_view.h"
 #include "mailbox/maildir_size_cache.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -21,12 +20,7 @@ using popgate::mailbox::MaildirSizeCache;
 using popgate::mailbox::MaildirSizeEntry;
 using popgate::mailbox::SerializeMaildirSizeCache;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using ::popgate::fuzz::Check;
 
 }  // namespace
 

@@ -3,14 +3,13 @@
 // every message for RETR and TOP, checking the invariants the server relies
 // on. Seeds: tests/fuzz/corpus/mbox/.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 #include "mailbox/mbox_index.h"
 #include "mailbox/wire_stream.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -20,12 +19,7 @@ using popgate::mailbox::MboxMessage;
 using popgate::mailbox::TopLength;
 using popgate::mailbox::WireSize;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using ::popgate::fuzz::Check;
 
 std::string Encode(absl::string_view data, bool clean, size_t max_bytes) {
   EncodingStream stream(data, clean, absl::string_view());

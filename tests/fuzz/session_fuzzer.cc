@@ -11,7 +11,6 @@
 // verdicts, drain window), then the client bytes.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -21,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "core/session.h"
 #include "tests/fakes/fake_maildrop.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -29,12 +29,7 @@ using popgate::core::Session;
 using popgate::core::SessionOptions;
 using popgate::testing::FakeMaildrop;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using ::popgate::fuzz::Check;
 
 // Deterministic, input-seeded choices.
 class Choices {
