@@ -4,7 +4,7 @@
 #
 #   sudo bench/retr_throughput.sh [--build=build-perf] [--format=lf|crlf]
 #        [--store=mbox|maildir] [--messages=2000] [--kb=100] [--runs=3]
-#        [--duration=10s] [--pipeline=1] [--chunk=262144] [--no-flood]
+#        [--duration=10s] [--pipeline=1] [--chunk=262144] [--pool] [--no-flood]
 #   env POPGATE=/path/to/popgate FLOOD=/path/to/popgate-flood override the build;
 #   env POPGATE_ARGS="--sendfile=false" adds daemon flags (to compare paths).
 #
@@ -22,7 +22,7 @@
 #   ceiling  bench/compare/copyceiling (g++ -O2, built here): a plain sender
 #            write()s a 200 MB POP3-framed stream over loopback TCP to a reader
 #            that scans it for the terminator; read() and write() of --chunk
-#            octets (the client reads the same).
+#            octets (the client reads the same); the median of nine transfers.
 #   popgate  bench/retr_client.cc (g++ -O2, built here; the same reader as the
 #            ceiling's) downloads the whole mailbox repeatedly for --duration
 #            (seconds), --pipeline RETRs outstanding; then popgate-flood --scenario=retr-throughput:1 for
@@ -45,6 +45,7 @@ RUNS=3
 DURATION=10s
 WITH_FLOOD=1
 CHUNK=262144
+POOL=0
 for arg in "$@"; do
   case $arg in
     --build=*) BUILD=${arg#*=} ;;
@@ -56,6 +57,7 @@ for arg in "$@"; do
     --runs=*) RUNS=${arg#*=} ;;
     --duration=*) DURATION=${arg#*=} ;;
     --chunk=*) CHUNK=${arg#*=} ;;
+    --pool) POOL=1 ;;
     --no-flood) WITH_FLOOD=0 ;;
     -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument $arg" >&2; exit 2 ;;
@@ -147,9 +149,16 @@ chmod 600 "$ROOT/passwd"
 g++ -O2 -std=c++20 -pthread -o "$ROOT/copyceiling" "$REPO/bench/compare/copyceiling.cc"
 g++ -O2 -std=c++20 -o "$ROOT/retr_client" "$REPO/bench/retr_client.cc"
 
+MODE_ARGS=()
+if [[ $POOL == 1 ]]; then
+  # One pre-forked worker running as the mailbox owner (as a virtual-mail
+  # host runs it): no fork per session.
+  chown "$USER_NAME:" "$ROOT/state"
+  MODE_ARGS=(--mode=pool --workers=1 --pool_user="$USER_NAME")
+fi
 setsid "$POPGATE" -D --foreground --log=stderr --listen=127.0.0.1:0 \
   --auth=passwd-file:"$ROOT/passwd" --mail="$MAIL_FLAG" \
-  --state_dir="$ROOT/state" --min_session_slot=0 ${POPGATE_ARGS:-} \
+  --state_dir="$ROOT/state" --min_session_slot=0 "${MODE_ARGS[@]}" ${POPGATE_ARGS:-} \
   2>"$ROOT/popgate.stderr" &
 DAEMON_PID=$!
 PORT=
@@ -177,22 +186,32 @@ sample_anon() {
   echo "$peak" >"$ROOT/anon_peak"
 }
 
-# User+system ticks of the daemon's reaped children (the sessions).
-children_cpu_ticks() { awk '{print $16 + $17}' "/proc/$DAEMON_PID/stat"; }
+# User+system ticks of the daemon's processes (master, pool workers, auth
+# process; sessions once reaped): the whole daemon's CPU.
+daemon_cpu_ticks() {
+  local sum p
+  sum=$(awk '{print $16 + $17}' "/proc/$DAEMON_PID/stat")
+  for p in $(pgrep -s "$DAEMON_PID"); do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$sum"
+}
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "$STORE: $(du -sb --apparent-size "$([[ $STORE == maildir ]] && echo "$MAILDIR" || echo "$MBOX")" | cut -f1) bytes, $MESSAGES x $KB KB, format $FORMAT; pipeline $PIPELINE; popgate $POPGATE"
-: >"$ROOT/ceil"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"; : >"$ROOT/cpu"
+: >"$ROOT/ceil"; : >"$ROOT/share"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"; : >"$ROOT/cpu"
 for run in $(seq "$RUNS"); do
-  ceil=$("$ROOT/copyceiling" --mb=200 --runs=1 --chunk="$CHUNK" |
+  # Nine 200 MB transfers (~2 s), their median: one transfer lasts 0.2 s,
+  # and the machine's copy rate moves by 1.5x between such windows.
+  ceil=$("$ROOT/copyceiling" --mb=200 --runs=9 --chunk="$CHUNK" |
          sed -n 's/.*"median_mb_per_sec": *\([0-9.]*\).*/\1/p')
   touch "$ROOT/sampling"; sample_anon & sp=$!
-  cpu0=$(children_cpu_ticks)
+  cpu0=$(daemon_cpu_ticks)
   rc=$("$ROOT/retr_client" --port="$PORT" --user="$USER_NAME" --pass="$PASSWORD" \
        --seconds="${DURATION%s}" --chunk="$CHUNK" --pipeline="$PIPELINE")
   sleep 0.3  # let the master reap the last session
-  cpu1=$(children_cpu_ticks)
+  cpu1=$(daemon_cpu_ticks)
   rm -f "$ROOT/sampling"; wait "$sp"
   pg=$(sed -n 's/.*"mb_per_sec":\([0-9.]*\).*/\1/p' <<<"$rc")
   octets=$(sed -n 's/.*"payload_octets":\([0-9]*\).*/\1/p' <<<"$rc")
@@ -209,9 +228,10 @@ for run in $(seq "$RUNS"); do
     echo "$fl" >>"$ROOT/fl"
   fi
   [[ -n $pg ]] || { echo "retr_client failed" >&2; exit 1; }
-  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client], $fl MB/s [popgate-flood], session CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
+  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client], $fl MB/s [popgate-flood], daemon CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
   echo "$ceil" >>"$ROOT/ceil"; echo "$pg" >>"$ROOT/pg"; echo "$anon" >>"$ROOT/anon"
+  awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.1f\n", 100 * a / b}' >>"$ROOT/share"
 done
 C=$(median <"$ROOT/ceil"); P=$(median <"$ROOT/pg")
 F=-; [[ -s $ROOT/fl ]] && F=$(median <"$ROOT/fl")
-echo "median: ceiling $C MB/s, popgate $P MB/s = $(awk -v a="$P" -v b="$C" 'BEGIN {printf "%.0f", 100 * a / b}')% of the ceiling (retr_client); popgate-flood $F MB/s; session CPU $(median <"$ROOT/cpu") s/GB; peak anon max $(( $(sort -n "$ROOT/anon" | tail -1) / 1024 )) MiB"
+echo "median: ceiling $C MB/s, popgate $P MB/s = $(awk -v a="$P" -v b="$C" 'BEGIN {printf "%.0f", 100 * a / b}')% of the ceiling (retr_client; median of the runs' own shares $(median <"$ROOT/share")%); popgate-flood $F MB/s; daemon CPU $(median <"$ROOT/cpu") s/GB; peak anon max $(( $(sort -n "$ROOT/anon" | tail -1) / 1024 )) MiB"
