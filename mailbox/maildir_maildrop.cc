@@ -84,9 +84,7 @@ UniqueFd OpenRegular(int dir_fd, const std::string& name, struct stat* st) {
 std::optional<bool> Unterminated(int fd, uint64_t size) {
   if (size == 0) return false;
   char last = 0;
-  if (::pread(fd, &last, 1, static_cast<off_t>(size - 1)) != 1) {
-    return std::nullopt;
-  }
+  if (PreadFull(fd, &last, 1, size - 1) != 0) return std::nullopt;
   return last != '\n';
 }
 
