@@ -117,7 +117,8 @@ ABSL_FLAG(bool, sendfile, true,
 // Default /var/lib/popgate: per-user redo records for crash-safe mbox
 // rewrites. Must be absolute and on local storage; not a limit.
 ABSL_FLAG(std::string, state_dir, "/var/lib/popgate",
-          "Directory for per-user redo records (crash-safe mailbox updates).");
+          "Directory for per-user redo records (crash-safe mailbox updates) "
+          "and mailbox index and size caches.");
 
 // Default empty: the account "popgate" if it exists, else "nobody" (popa3d:
 // POP_USER). The pre-auth child runs as this account, chrooted to
