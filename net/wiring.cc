@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -78,6 +79,38 @@ absl::StatusOr<passwd> LookupUser(const std::string& name,
     return absl::NotFoundError(absl::StrCat("no account \"", name, "\""));
   }
   return pw;
+}
+
+// What every session's maildrop is opened with (--max_mailbox_bytes,
+// --max_messages, --mail's format).
+struct MaildropLimits {
+  int64_t max_bytes;
+  int64_t max_messages;
+  bool maildir;
+};
+
+// Opens the mailbox at `path` for a session whose per-user state folder is
+// `state_dir`; `owner` (pool mode) is the uid the mailbox must belong to.
+absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> OpenMaildrop(
+    const MaildropLimits& limits, const std::string& path,
+    const std::string& state_dir, std::optional<uid_t> owner) {
+  if (limits.maildir) {
+    // No redo records: a Maildir update is a set of unlinks. The lock file
+    // lives in the maildir itself (see mailbox/maildir_lock.h); the state
+    // folder holds its size cache.
+    mailbox::MaildirOptions options;
+    options.max_bytes = static_cast<uint64_t>(limits.max_bytes);
+    options.max_messages = static_cast<size_t>(limits.max_messages);
+    options.required_owner = owner;
+    options.cache_dir = state_dir;
+    return mailbox::OpenMaildir(path, options);
+  }
+  mailbox::MboxOptions options;
+  options.redo_dir = state_dir;
+  options.max_bytes = static_cast<uint64_t>(limits.max_bytes);
+  options.max_messages = static_cast<size_t>(limits.max_messages);
+  options.required_owner = owner;
+  return mailbox::OpenMbox(path, options);
 }
 
 }  // namespace
@@ -196,27 +229,11 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
   env.mail_path = [location](const core::auth::AuthenticatedUser& user) {
     return core::ExpandMailPath(location, user.name, user.home);
   };
-  const int64_t max_bytes = config.max_mailbox_bytes;
-  const int64_t max_messages = config.max_messages;
-  const bool maildir = config.mail.format == core::MailFormat::kMaildir;
-  env.open_maildrop = [max_bytes, max_messages, maildir](
-                          const std::string& path, const std::string& state_dir)
-      -> absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> {
-    if (maildir) {
-      // No redo records: a Maildir update is a set of unlinks. The lock
-      // file lives in the maildir itself (see mailbox/maildir_lock.h); the
-      // state folder holds its size cache.
-      mailbox::MaildirOptions options;
-      options.max_bytes = static_cast<uint64_t>(max_bytes);
-      options.max_messages = static_cast<size_t>(max_messages);
-      options.cache_dir = state_dir;
-      return mailbox::OpenMaildir(path, options);
-    }
-    mailbox::MboxOptions options;
-    options.redo_dir = state_dir;
-    options.max_bytes = static_cast<uint64_t>(max_bytes);
-    options.max_messages = static_cast<size_t>(max_messages);
-    return mailbox::OpenMbox(path, options);
+  const MaildropLimits limits{config.max_mailbox_bytes, config.max_messages,
+                              config.mail.format == core::MailFormat::kMaildir};
+  env.open_maildrop = [limits](const std::string& path,
+                               const std::string& state_dir) {
+    return OpenMaildrop(limits, path, state_dir, std::nullopt);
   };
   wiring->admission = AdmissionOptionsFromConfig(config);
   if (auto* file = dynamic_cast<core::auth::PasswdFileAuthenticator*>(
@@ -269,24 +286,9 @@ absl::StatusOr<std::unique_ptr<Wiring>> BuildWiring(
     pool.mail_path = env.mail_path;
     // As fork mode's opener, plus the owner check: in a pool one account
     // reads every mailbox, so the file itself must say whose it is.
-    pool.open_maildrop =
-        [max_bytes, max_messages, maildir](
-            const std::string& path, const std::string& state_dir,
-            uid_t owner) -> absl::StatusOr<std::unique_ptr<mailbox::Maildrop>> {
-      if (maildir) {
-        mailbox::MaildirOptions options;
-        options.max_bytes = static_cast<uint64_t>(max_bytes);
-        options.max_messages = static_cast<size_t>(max_messages);
-        options.required_owner = owner;
-        options.cache_dir = state_dir;
-        return mailbox::OpenMaildir(path, options);
-      }
-      mailbox::MboxOptions options;
-      options.redo_dir = state_dir;
-      options.max_bytes = static_cast<uint64_t>(max_bytes);
-      options.max_messages = static_cast<size_t>(max_messages);
-      options.required_owner = owner;
-      return mailbox::OpenMbox(path, options);
+    pool.open_maildrop = [limits](const std::string& path,
+                                  const std::string& state_dir, uid_t owner) {
+      return OpenMaildrop(limits, path, state_dir, owner);
     };
   }
   return wiring;

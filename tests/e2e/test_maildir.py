@@ -224,8 +224,11 @@ class MaildirE2E(MaildirDaemonCase):
         self.assertEqual(p.stat(), (3, sum(sizes)))
         p.quit()
         self.wait_unlocked()
-        caches = glob.glob(os.path.join(self.root, "state", "**",
-                                        "maildir-*.sizes"), recursive=True)
+        # Named after this Maildir (earlier tests' Maildirs left theirs).
+        md = os.stat(self.maildir)
+        caches = glob.glob(os.path.join(
+            self.root, "state", "**", f"maildir-{md.st_dev}-{md.st_ino}.sizes"),
+            recursive=True)
         self.assertEqual(len(caches), 1, caches)
         st = os.stat(caches[0])
         self.assertEqual((st.st_uid, st.st_mode & 0o777), (self.user.uid, 0o600))
