@@ -20,7 +20,7 @@ uint64_t CacheHash(uint64_t h, const char* p, size_t n) {
     n -= 8;
   }
   uint64_t w = 0;
-  std::memcpy(&w, p, n);
+  if (n > 0) std::memcpy(&w, p, n);  // p may be null when n is 0
   return CacheMix(h, w);
 }
 

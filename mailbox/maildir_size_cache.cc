@@ -70,6 +70,7 @@ MaildirSizeCache MaildirSizeCache::Parse(absl::string_view bytes,
   uint64_t checksum;
   std::memcpy(&checksum, bytes.data() + body, sizeof(checksum));
   if (CacheHash(0, bytes.data(), body) != checksum) return cache;
+  if (h.count == 0) return cache;
   std::vector<MaildirSizeEntry> entries(h.count);
   std::memcpy(entries.data(), bytes.data() + sizeof(h),
               h.count * sizeof(MaildirSizeEntry));
@@ -141,8 +142,10 @@ std::string SerializeMaildirSizeCache(uint64_t dir_dev, uint64_t dir_ino,
   h.count = entries.size();
   std::string bytes(FileBytes(h.count), '\0');
   std::memcpy(bytes.data(), &h, sizeof(h));
-  std::memcpy(bytes.data() + sizeof(h), entries.data(),
-              entries.size() * sizeof(MaildirSizeEntry));
+  if (!entries.empty()) {  // data() may be null, which memcpy must not get
+    std::memcpy(bytes.data() + sizeof(h), entries.data(),
+                entries.size() * sizeof(MaildirSizeEntry));
+  }
   const size_t body = bytes.size() - sizeof(uint64_t);
   const uint64_t checksum = CacheHash(0, bytes.data(), body);
   std::memcpy(bytes.data() + body, &checksum, sizeof(checksum));
