@@ -161,10 +161,14 @@ struct Loaded {
   std::vector<MboxMessage> messages;
 };
 
-uint64_t Checksum(const Header& h, const MboxMessage* messages, size_t count) {
-  return CacheHash(CacheHash(0, reinterpret_cast<const char*>(&h), sizeof(h)),
-                   reinterpret_cast<const char*>(messages),
+// Over the header's and the entries' bytes.
+uint64_t Checksum(const char* header, const char* messages, size_t count) {
+  return CacheHash(CacheHash(0, header, sizeof(Header)), messages,
                    count * sizeof(MboxMessage));
+}
+uint64_t Checksum(const Header& h, const MboxMessage* messages, size_t count) {
+  return Checksum(reinterpret_cast<const char*>(&h),
+                  reinterpret_cast<const char*>(messages), count);
 }
 
 // Reads and checks the cache file; nullopt if missing or unusable.
@@ -286,6 +290,16 @@ bool ShouldRewrite(uint64_t tail_bytes, size_t message_count) {
 }
 
 }  // namespace
+
+void SealIndexCacheBytes(std::string* bytes) {
+  if (bytes->size() < sizeof(Header) + sizeof(uint64_t)) return;
+  const size_t count =
+      (bytes->size() - sizeof(Header) - sizeof(uint64_t)) / sizeof(MboxMessage);
+  const uint64_t checksum = Checksum(bytes->data(),
+                                     bytes->data() + sizeof(Header), count);
+  std::memcpy(bytes->data() + bytes->size() - sizeof(checksum), &checksum,
+              sizeof(checksum));
+}
 
 std::string IndexCachePath(const std::string& dir, uint64_t dev, uint64_t ino) {
   return absl::StrCat(dir, "/mbox-", dev, "-", ino, ".index");
