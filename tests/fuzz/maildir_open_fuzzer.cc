@@ -36,7 +36,7 @@
 #include "mailbox/maildir.h"
 #include "mailbox/maildir_maildrop.h"
 #include "mailbox/maildir_name.h"
-#include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
@@ -48,19 +48,8 @@ using popgate::mailbox::WireStream;
 
 using ::popgate::fuzz::Check;
 
-// One scratch Maildir per process, emptied before each input; /dev/shm
-// when there is one, so the fsyncs of Commit cost nothing.
-const std::string& ScratchDir() {
-  static const std::string* dir = [] {
-    std::string base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string templ = base + "/popgate_maildir_fuzz_XXXXXX";
-    Check(mkdtemp(templ.data()) != nullptr, "mkdtemp");
-    auto* path = new std::string(templ);
-    std::atexit([] { fs::remove_all(*dir); });
-    return path;
-  }();
-  return *dir;
-}
+// One scratch Maildir per process, emptied before each input.
+const std::string& ScratchDir() { return popgate::fuzz::ScratchDir("maildir"); }
 
 class Reader {
  public:

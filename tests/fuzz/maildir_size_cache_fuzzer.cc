@@ -12,7 +12,7 @@
 
 #include "absl/strings/string_view.h"
 #include "mailbox/maildir_size_cache.h"
-#include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 

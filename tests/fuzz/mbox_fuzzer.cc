@@ -9,7 +9,7 @@
 #include "absl/strings/string_view.h"
 #include "mailbox/mbox_index.h"
 #include "mailbox/wire_stream.h"
-#include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 

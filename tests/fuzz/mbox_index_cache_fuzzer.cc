@@ -19,10 +19,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdint>
 #include <algorithm>
-#include <cstdlib>
-#include <filesystem>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,7 +28,7 @@
 #include "mailbox/mapping.h"
 #include "mailbox/mbox_index.h"
 #include "mailbox/mbox_index_cache.h"
-#include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
@@ -51,15 +49,7 @@ constexpr size_t kMaxMessages = 4096;
 constexpr uint64_t kDev = 1, kIno = 2;
 
 const std::string& ScratchDir() {
-  static const std::string* dir = [] {
-    std::string base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string templ = base + "/popgate_index_cache_fuzz_XXXXXX";
-    Check(mkdtemp(templ.data()) != nullptr, "mkdtemp");
-    auto* path = new std::string(templ);
-    std::atexit([] { std::filesystem::remove_all(*dir); });
-    return path;
-  }();
-  return *dir;
+  return popgate::fuzz::ScratchDir("index_cache");
 }
 
 std::string ReadAll(const std::string& path) {

@@ -20,7 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "core/session.h"
 #include "tests/fakes/fake_maildrop.h"
-#include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
