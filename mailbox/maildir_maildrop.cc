@@ -158,7 +158,8 @@ absl::Status ListDir(int dir_fd, const std::string& where,
   return status;
 }
 
-// The file `name` in `dir_fd` is, without following a symlink.
+// Device and inode of `name` in `dir_fd` (a symlink's own, never its
+// target's); nullopt if it cannot be stat'ed.
 std::optional<std::pair<dev_t, ino_t>> FileIdentity(int dir_fd,
                                                     const std::string& name) {
   struct stat st;
@@ -166,6 +167,35 @@ std::optional<std::pair<dev_t, ino_t>> FileIdentity(int dir_fd,
     return std::nullopt;
   }
   return std::make_pair(st.st_dev, st.st_ino);
+}
+
+// A listed message file: new/ entries first, then cur/.
+struct Candidate {
+  std::string name;
+  bool in_cur;
+};
+
+// Which of `found` to drop as a file listed twice: a message another client
+// moved new/ -> cur/ between the two listings shows under both names (the
+// cur/ one is kept). A move keeps the base name, so only bases listed in
+// both folders need a look at the inodes.
+std::vector<bool> MovedDuringListing(const std::vector<Candidate>& found,
+                                     int new_fd, int cur_fd) {
+  std::vector<bool> dropped(found.size(), false);
+  std::map<absl::string_view, size_t> new_by_base;
+  for (size_t i = 0; i < found.size() && !found[i].in_cur; ++i) {
+    new_by_base.emplace(ParseMaildirName(found[i].name).base, i);
+  }
+  for (size_t i = 0; i < found.size() && !new_by_base.empty(); ++i) {
+    if (!found[i].in_cur) continue;
+    const auto it = new_by_base.find(ParseMaildirName(found[i].name).base);
+    if (it == new_by_base.end()) continue;
+    const auto in_new = FileIdentity(new_fd, found[it->second].name);
+    if (in_new.has_value() && in_new == FileIdentity(cur_fd, found[i].name)) {
+      dropped[it->second] = true;
+    }
+  }
+  return dropped;
 }
 
 }  // namespace
@@ -247,13 +277,9 @@ absl::StatusOr<bool> MaildirMaildrop::ScanWireSize(int fd, uint64_t size,
 }
 
 absl::Status MaildirMaildrop::Scan() {
-  struct Candidate {
-    std::string name;
-    bool in_cur;
-  };
   std::vector<Candidate> found;
   // new/ before cur/: a message another client moves new/ -> cur/ between
-  // the two listings is then seen twice (deduplicated below) rather than
+  // the two listings is then seen twice (MovedDuringListing) rather than
   // not at all.
   for (bool in_cur : {false, true}) {
     const int fd = SubdirFd(in_cur);
@@ -274,24 +300,8 @@ absl::Status MaildirMaildrop::Scan() {
     }
   }
 
-  // One file seen in both new/ and cur/ (moved during the scan): keep cur/.
-  // A move keeps the base name, so only bases listed in both need a look
-  // at the inodes; everything else was seen once.
-  std::vector<bool> dropped(found.size(), false);
-  std::map<absl::string_view, size_t> new_by_base;
-  for (size_t i = 0; i < found.size() && !found[i].in_cur; ++i) {
-    new_by_base.emplace(ParseMaildirName(found[i].name).base, i);
-  }
-  for (size_t i = 0; i < found.size() && !new_by_base.empty(); ++i) {
-    if (!found[i].in_cur) continue;
-    const auto it = new_by_base.find(ParseMaildirName(found[i].name).base);
-    if (it == new_by_base.end()) continue;
-    const auto in_new = FileIdentity(SubdirFd(false), found[it->second].name);
-    if (in_new.has_value() &&
-        in_new == FileIdentity(SubdirFd(true), found[i].name)) {
-      dropped[it->second] = true;
-    }
-  }
+  const std::vector<bool> dropped =
+      MovedDuringListing(found, SubdirFd(false), SubdirFd(true));
 
   struct stat dir_st;
   std::string cache_path;

@@ -45,7 +45,7 @@ class MaildirMaildrop : public Maildrop {
     bool in_cur = false;
     std::string uidl;
     uint64_t raw_size = 0;   // st_size at open.
-    uint64_t wire_size = 0;  // Computed from the file at open.
+    uint64_t wire_size = 0;  // At open: from the size cache, name or file.
     dev_t dev = 0;
     ino_t ino = 0;
     int64_t sort_seconds = 0;  // Delivery time: from the name, else mtime.
