@@ -68,6 +68,29 @@ int WaitFor(pid_t pid, int ms) {
   return -1;
 }
 
+// SIGTERM to the master at `pid`: its listener on `port` must close at once
+// while it stays up for the sessions still running.
+void SigtermExpectDraining(pid_t pid, uint16_t port) {
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  bool refused = false;
+  for (int i = 0; i < 200 && !refused; ++i) {
+    refused = !Connect(port, "127.0.0.4").valid();
+    if (!refused) ::usleep(10 * 1000);
+  }
+  EXPECT_TRUE(refused) << "listener still open after SIGTERM";
+  EXPECT_EQ(WaitFor(pid, 200), -1) << "master exited with sessions running";
+}
+
+// The draining master at *pid must exit with status 0 once its sessions
+// ended; *pid is then reaped (-1).
+void ExpectDrainedExit(pid_t* pid) {
+  const int status = WaitFor(*pid, 5000);
+  ASSERT_NE(status, -1) << "master did not exit after its sessions ended";
+  *pid = -1;
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 MasterOptions WithFlood(const limits::FloodOptions& flood) {
   MasterOptions options;
   options.admission.flood = flood;
@@ -158,21 +181,10 @@ TEST_F(MasterTest, AdmitsRefusesSilentlyAndDrainsOnSigterm) {
   EXPECT_EQ(again, "+OK hi\r\n");
 
   // SIGTERM: stop accepting, keep serving, exit once the sessions end.
-  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
-  bool refused = false;
-  for (int i = 0; i < 200 && !refused; ++i) {
-    refused = !Connect(port_, "127.0.0.4").valid();
-    if (!refused) ::usleep(10 * 1000);
-  }
-  EXPECT_TRUE(refused) << "listener still open after SIGTERM";
-  EXPECT_EQ(WaitFor(pid_, 200), -1) << "master exited with sessions running";
+  SigtermExpectDraining(pid_, port_);
   b.Reset();
   d.Reset();
-  const int status = WaitFor(pid_, 5000);
-  ASSERT_NE(status, -1) << "master did not exit after its sessions ended";
-  pid_ = -1;
-  EXPECT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ExpectDrainedExit(&pid_);
 }
 
 TEST_F(MasterTest, MinimumHoldKeepsSlotAfterSessionEnds) {
@@ -633,20 +645,9 @@ TEST_F(PoolMasterTest, SigtermDrainsWorkersThenExits) {
   StartPool(limits::FloodOptions{10, 5, absl::ZeroDuration()}, 2);
   UniqueFd a = Connect(port_, "127.0.0.1");
   ASSERT_GT(GreetingPid(a.get()), 0);
-  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
-  bool refused = false;
-  for (int i = 0; i < 200 && !refused; ++i) {
-    refused = !Connect(port_, "127.0.0.4").valid();
-    if (!refused) ::usleep(10 * 1000);
-  }
-  EXPECT_TRUE(refused) << "listener still open after SIGTERM";
-  EXPECT_EQ(WaitFor(pid_, 200), -1) << "master exited with a session running";
+  SigtermExpectDraining(pid_, port_);
   a.Reset();
-  const int status = WaitFor(pid_, 5000);
-  ASSERT_NE(status, -1) << "master did not exit after the drain";
-  pid_ = -1;
-  EXPECT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ExpectDrainedExit(&pid_);
 }
 
 TEST_F(PoolMasterTest, SecondSigtermEndsEverything) {
