@@ -115,7 +115,8 @@ ABSL_FLAG(bool, sendfile, true,
           "sendfile.");
 
 // Default /var/lib/popgate: per-user redo records for crash-safe mbox
-// rewrites. Must be absolute and on local storage; not a limit.
+// rewrites, and the mbox index and Maildir size caches. Must be absolute
+// and on local storage; not a limit.
 ABSL_FLAG(std::string, state_dir, "/var/lib/popgate",
           "Directory for per-user redo records (crash-safe mailbox updates) "
           "and mailbox index and size caches.");
