@@ -28,7 +28,9 @@
 #            (seconds), --pipeline RETRs outstanding; then popgate-flood --scenario=retr-throughput:1 for
 #            --duration (skipped with --no-flood). popgate-flood parses replies
 #            a byte at a time and is the bottleneck on this path, so the
-#            %-of-ceiling figure uses retr_client.
+#            %-of-ceiling figure uses retr_client, and its transfer rate
+#            (the RETR phases: the ceiling has no connect, login or QUIT);
+#            its whole-session rate is printed beside it.
 # Also sampled: the popgate process tree's peak anonymous memory (RssAnon)
 # during the download (the window bound, not the message size, should show).
 # Prints one line per run and the medians; MB = 10^6 octets.
@@ -205,7 +207,7 @@ daemon_cpu_ticks() {
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "$STORE: $(du -sb --apparent-size "$([[ $STORE == maildir ]] && echo "$MAILDIR" || echo "$MBOX")" | cut -f1) bytes, $MESSAGES x $KB KB, format $FORMAT; pipeline $PIPELINE; popgate $POPGATE"
-: >"$ROOT/ceil"; : >"$ROOT/share"; : >"$ROOT/pg"; : >"$ROOT/fl"; : >"$ROOT/anon"; : >"$ROOT/cpu"
+: >"$ROOT/ceil"; : >"$ROOT/share"; : >"$ROOT/pg"; : >"$ROOT/sess"; : >"$ROOT/fl"; : >"$ROOT/anon"; : >"$ROOT/cpu"
 for run in $(seq "$RUNS"); do
   # Nine 200 MB transfers (~2 s), their median: one transfer lasts 0.2 s,
   # and the machine's copy rate moves by 1.5x between such windows.
@@ -218,7 +220,8 @@ for run in $(seq "$RUNS"); do
   sleep 0.3  # let the master reap the last session
   cpu1=$(daemon_cpu_ticks)
   rm -f "$ROOT/sampling"; wait "$sp"
-  pg=$(sed -n 's/.*"mb_per_sec":\([0-9.]*\).*/\1/p' <<<"$rc")
+  pg=$(sed -n 's/.*"transfer_mb_per_sec":\([0-9.]*\).*/\1/p' <<<"$rc")
+  sess=$(sed -n 's/.*"seconds":[0-9.]*,"mb_per_sec":\([0-9.]*\).*/\1/p' <<<"$rc")
   octets=$(sed -n 's/.*"payload_octets":\([0-9]*\).*/\1/p' <<<"$rc")
   cpugb=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v o="$octets" 'BEGIN {printf "%.2f", t / hz / (o / 1e9)}')
   echo "$cpugb" >>"$ROOT/cpu"
@@ -233,10 +236,10 @@ for run in $(seq "$RUNS"); do
     echo "$fl" >>"$ROOT/fl"
   fi
   [[ -n $pg ]] || { echo "retr_client failed" >&2; exit 1; }
-  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client], $fl MB/s [popgate-flood], daemon CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
-  echo "$ceil" >>"$ROOT/ceil"; echo "$pg" >>"$ROOT/pg"; echo "$anon" >>"$ROOT/anon"
+  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client; whole sessions $sess MB/s], $fl MB/s [popgate-flood], daemon CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
+  echo "$ceil" >>"$ROOT/ceil"; echo "$pg" >>"$ROOT/pg"; echo "$sess" >>"$ROOT/sess"; echo "$anon" >>"$ROOT/anon"
   awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.1f\n", 100 * a / b}' >>"$ROOT/share"
 done
 C=$(median <"$ROOT/ceil"); P=$(median <"$ROOT/pg")
 F=-; [[ -s $ROOT/fl ]] && F=$(median <"$ROOT/fl")
-echo "median: ceiling $C MB/s, popgate $P MB/s = $(awk -v a="$P" -v b="$C" 'BEGIN {printf "%.0f", 100 * a / b}')% of the ceiling (retr_client; median of the runs' own shares $(median <"$ROOT/share")%); popgate-flood $F MB/s; daemon CPU $(median <"$ROOT/cpu") s/GB; peak anon max $(( $(sort -n "$ROOT/anon" | tail -1) / 1024 )) MiB"
+echo "median: ceiling $C MB/s, popgate $P MB/s = $(awk -v a="$P" -v b="$C" 'BEGIN {printf "%.0f", 100 * a / b}')% of the ceiling (retr_client; median of the runs' own shares $(median <"$ROOT/share")%; whole sessions $(median <"$ROOT/sess") MB/s); popgate-flood $F MB/s; daemon CPU $(median <"$ROOT/cpu") s/GB; peak anon max $(( $(sort -n "$ROOT/anon" | tail -1) / 1024 )) MiB"
