@@ -188,8 +188,10 @@ int main(int argc, char** argv) {
   }
   std::printf("{\"rounds\":%d,\"messages\":%zu,\"payload_octets\":%zu,"
               "\"seconds\":%.3f,\"mb_per_sec\":%.1f,"
-              "\"transfer_seconds\":%.3f,\"transfer_mb_per_sec\":%.1f}\n",
+              "\"transfer_seconds\":%.3f,\"transfer_mb_per_sec\":%.1f,"
+              "\"ms_per_session_outside_retr\":%.2f}\n",
               rounds, messages, payload, elapsed, payload / 1e6 / elapsed,
-              transfer, payload / 1e6 / transfer);
+              transfer, payload / 1e6 / transfer,
+              (elapsed - transfer) * 1e3 / rounds);
   return 0;
 }

@@ -222,6 +222,7 @@ for run in $(seq "$RUNS"); do
   rm -f "$ROOT/sampling"; wait "$sp"
   pg=$(sed -n 's/.*"transfer_mb_per_sec":\([0-9.]*\).*/\1/p' <<<"$rc")
   sess=$(sed -n 's/.*"seconds":[0-9.]*,"mb_per_sec":\([0-9.]*\).*/\1/p' <<<"$rc")
+  outside=$(sed -n 's/.*"ms_per_session_outside_retr":\([0-9.]*\).*/\1/p' <<<"$rc")
   octets=$(sed -n 's/.*"payload_octets":\([0-9]*\).*/\1/p' <<<"$rc")
   cpugb=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v o="$octets" 'BEGIN {printf "%.2f", t / hz / (o / 1e9)}')
   echo "$cpugb" >>"$ROOT/cpu"
@@ -236,7 +237,7 @@ for run in $(seq "$RUNS"); do
     echo "$fl" >>"$ROOT/fl"
   fi
   [[ -n $pg ]] || { echo "retr_client failed" >&2; exit 1; }
-  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client; whole sessions $sess MB/s], $fl MB/s [popgate-flood], daemon CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
+  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client; whole sessions $sess MB/s, $outside ms per session outside RETR], $fl MB/s [popgate-flood], daemon CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
   echo "$ceil" >>"$ROOT/ceil"; echo "$pg" >>"$ROOT/pg"; echo "$sess" >>"$ROOT/sess"; echo "$anon" >>"$ROOT/anon"
   awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.1f\n", 100 * a / b}' >>"$ROOT/share"
 done

@@ -46,7 +46,8 @@
 # and per server three more ceiling runs followed by one client downloading pgbig for
 # --duration with bench/retr_client.cc (the ceiling's reader, same read size, 16 RETRs
 # pipelined): the servers' send path, where popgate-flood's byte-at-a-time parser limits the
-# retr200m rows; each server's share is of the ceiling measured just before it.
+# retr200m rows; each server's share (its RETR phases' rate, not its whole sessions') is
+# of the ceiling measured just before it.
 #
 # Test users exist only inside the private mount namespace: copies of
 # /etc/passwd, /etc/shadow and /etc/group with the users added are overlaid on
