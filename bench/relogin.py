@@ -5,8 +5,9 @@
                           [--trials=5]
 
 Servers: popa3d and popgate in inetd mode over a socketpair (how popa3d is
-deployed), and popgate -D --mode=pool on loopback (one worker; its auth cache
-on, as by default). All read the same mbox file in a private spool bind-mounted over /var/mail (the
+deployed), popgate -D (fork mode: popa3d -D's model, a process per session)
+and popgate -D --mode=pool (one worker; its auth cache on, as by default) on
+loopback, each daemon with its own state folder (its own index cache). All read the same mbox file in a private spool bind-mounted over /var/mail (the
 real /var/mail is not touched) and authenticate one throwaway user through
 PAM (service "popa3d"; its shadow hash is sha512-crypt with 5000 rounds, as
 in bench/compare: Debian's default yescrypt would add ~40 ms to both).
@@ -19,7 +20,7 @@ appended MDA-style (fcntl-locked) and one session runs: greeting, USER, PASS,
 STAT, QUIT. Timed: the login, from sending PASS to its +OK (every server
 verifies the password, unless cached, then opens and indexes the mailbox
 before answering), and the whole session from spawning the server (inetd) or
-connecting (pool) to the QUIT reply. The STAT count is checked, so a server
+connecting (daemons) to the QUIT reply. The STAT count is checked, so a server
 that missed the new message fails the run. The page cache is warmed first:
 this measures CPU work, not the disk.
 
@@ -69,7 +70,9 @@ class InetdServer:
             yield s.conn
 
 
-class PoolServer:
+class DaemonServer:
+    """popgate -D on loopback (fork or pool mode)."""
+
     def __init__(self, daemon):
         self.daemon = daemon
 
@@ -118,6 +121,7 @@ def main():
     user = h.SystemUser(prefix="pgr")
     pool_user = h.SystemUser(prefix="pgp")
     daemon = None
+    fork_daemon = None
     try:
         subprocess.run(["chpasswd", "-c", "SHA512", "-s", "5000"], check=True,
                        input=f"{user.name}:{user.password}\n".encode())
@@ -147,12 +151,21 @@ def main():
             f"--pool_user={pool_user.name}", "--pool_group=mail",
             "--min_session_slot=0"], root, binary=args.popgate)
         daemon.start()
+        fork_state = os.path.join(root, "fork-state")
+        os.mkdir(fork_state)
+        os.chmod(fork_state, 0o755)
+        fork_daemon = h.Daemon([
+            "--auth=pam", "--pam_service=popa3d", f"--mail=mbox:{spool.path}/%u",
+            f"--state_dir={fork_state}", "--min_session_slot=0"], root,
+            binary=args.popgate)
+        fork_daemon.start()
         servers = {
             "popa3d": InetdServer(h.in_mail_namespace(spool.path, [popa3d])),
             "popgate": InetdServer(h.in_mail_namespace(spool.path, [
                 args.popgate, "--auth=pam", "--pam_service=popa3d",
                 "--mail=mbox:/var/mail/%u", f"--state_dir={state}"])),
-            "popgate-pool": PoolServer(daemon),
+            "popgate-d": DaemonServer(fork_daemon),
+            "popgate-pool": DaemonServer(daemon),
         }
         body = "one new message\n" * 20
         logins = {name: [] for name in servers}
@@ -183,6 +196,11 @@ def main():
                     print(f"{what} ratio popa3d / {name}: "
                           f"{med['popa3d'] / med[name]:.1f}x")
     finally:
+        if fork_daemon is not None:
+            try:
+                fork_daemon.stop()
+            except AssertionError:
+                fork_daemon.kill()
         if daemon is not None:
             # Graceful, so the workers are gone before userdel (which refuses
             # a user that still runs a process); SIGKILL if that fails.
