@@ -56,6 +56,7 @@ struct PoolSession {
   bool read_armed = false;      // a POLLIN poll is in flight
   bool write_armed = false;     // a POLLOUT poll is in flight (send blocked)
   bool auth_in_flight = false;  // an AuthWireRequest awaits its reply
+  bool open_in_flight = false;  // the maildrop opener has our open
   // For the end line (see SessionLogFacts).
   bool authenticated = false;
   bool auth_attempted = false;

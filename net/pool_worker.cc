@@ -15,11 +15,12 @@
 // re-arm per change (kernel 5.11+ EXT_ARG; liburing falls back to a timeout
 // SQE on older kernels).
 //
-// Blocking: none on the loop except after a successful auth: mkdir of the
-// state folder and open_maildrop() (open, lock, index the mailbox; the index
-// cache keeps that O(new mail) on re-login). A slow mailbox stalls every
-// session of this worker for that long: the known cost of not having a
-// thread pool for opens.
+// Blocking: none on the loop except the mkdir of the state folder after a
+// successful auth. open_maildrop() (lock, list, index the mailbox: a lock
+// an MDA holds, or a first login on a 1 GB mbox, takes as long as it takes)
+// runs on the MaildropOpener's thread; the session waits for its result as
+// for an auth reply, the other sessions go on. Mailbox work after the open
+// (RETR's checks, the update at QUIT) still runs on the loop.
 #include "net/pool_worker.h"
 
 #include <errno.h>
@@ -36,6 +37,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -43,6 +45,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/logging.h"
 #include "net/daemon.h"
+#include "net/maildrop_opener.h"
 #include "net/pool_protocol.h"
 #include "net/pool_session.h"
 #include "net/ring.h"
@@ -137,6 +140,7 @@ class PoolWorker {
     kAuthIn,     // auth replies
     kSignal,     // signalfd
     kCancel,     // completion of a poll remove (ignored)
+    kOpened,     // the maildrop opener has results
   };
   static constexpr uint32_t kGenerationMask = (1u << 24) - 1;
   static uint64_t Encode(Op op, uint32_t index, uint32_t generation) {
@@ -174,6 +178,7 @@ class PoolWorker {
   void HandleAuthInput();
   void HandleAuthReply(const AuthWireReply& reply);
   void HandleAuthEof();
+  void HandleOpened();
   void HandleSignals();
 
   // Moves the session along: starts a pending auth, flushes output, closes
@@ -181,9 +186,11 @@ class PoolWorker {
   // May end the session (the slot is then free).
   void Pump(uint32_t index);
   void StartAuth(uint32_t index);
-  AuthVerdict Authorize(PoolSession& s, const AuthWireReply& reply,
-                        const std::string& user,
-                        std::unique_ptr<mailbox::Maildrop>* maildrop);
+  // The auth reply's verdict, or nullopt when it was kOk and the maildrop
+  // open was handed to the opener (HandleOpened resolves the session).
+  std::optional<AuthVerdict> Authorize(uint32_t index,
+                                       const AuthWireReply& reply,
+                                       const std::string& user);
   void Resolve(uint32_t index, AuthVerdict verdict,
                std::unique_ptr<mailbox::Maildrop> maildrop);
   void EndSession(uint32_t index);
@@ -212,6 +219,7 @@ class PoolWorker {
 
   std::unique_ptr<char[]> read_buffer_;
   WriteScratch scratch_;
+  std::unique_ptr<MaildropOpener> opener_;
   std::deque<std::string> reports_;  // queued while the master's side is full
   bool master_out_armed_ = false;
   bool auth_dead_ = false;
@@ -234,6 +242,12 @@ absl::Status PoolWorker::Init() {
   mask_set_ = true;
   signal_fd_.Reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signal_fd_) return absl::ErrnoToStatus(errno, "signalfd");
+  // After the mask: the opener's thread inherits it, so SIGTERM stays the
+  // signalfd's.
+  absl::StatusOr<std::unique_ptr<MaildropOpener>> opener =
+      MaildropOpener::Start(env_.open_maildrop);
+  if (!opener.ok()) return opener.status();
+  opener_ = std::move(*opener);
   const int ret = io_uring_queue_init(kRingEntries, &ring_, 0);
   if (ret < 0) return absl::ErrnoToStatus(-ret, "io_uring_queue_init");
   ring_ready_ = true;
@@ -243,8 +257,11 @@ absl::Status PoolWorker::Init() {
 }
 
 PoolWorker::~PoolWorker() {
-  // Sessions first: their fds may still be watched by the ring, which
-  // io_uring_queue_exit() tears down with everything in flight.
+  // The opener first (it finishes or leaves behind the open in progress and
+  // releases results nobody took), then the sessions: their fds may still be
+  // watched by the ring, which io_uring_queue_exit() tears down with
+  // everything in flight.
+  opener_.reset();
   slots_.clear();
   if (ring_ready_) io_uring_queue_exit(&ring_);
   if (mask_set_) ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
@@ -286,6 +303,7 @@ int PoolWorker::Run() {
   ArmPoll(master_.get(), POLLIN, Encode(Op::kMasterIn, 0, 0));
   ArmPoll(auth_.get(), POLLIN, Encode(Op::kAuthIn, 0, 0));
   ArmPoll(signal_fd_.get(), POLLIN, Encode(Op::kSignal, 0, 0));
+  ArmPoll(opener_->ready_fd(), POLLIN, Encode(Op::kOpened, 0, 0));
   while (!terminate_ && !(draining_ && live_ == 0)) {
     absl::Time next = drain_deadline_;
     if (!deadlines_.empty()) next = std::min(next, deadlines_.begin()->first);
@@ -365,6 +383,9 @@ void PoolWorker::HandleCqe(const io_uring_cqe& cqe) {
       return;
     case Op::kSignal:
       HandleSignals();
+      return;
+    case Op::kOpened:
+      HandleOpened();
       return;
     case Op::kCancel:
       return;
@@ -452,7 +473,8 @@ void PoolWorker::Pump(uint32_t index) {
   // that only Resume() without producing a byte are capped.
   int idle_rounds = 0;
   for (;;) {
-    if (s.session.pending_auth() && !s.auth_in_flight && !s.session.closing()) {
+    if (s.session.pending_auth() && !s.auth_in_flight && !s.open_in_flight &&
+        !s.session.closing()) {
       StartAuth(index);  // may resolve at once (kTempFailure)
       continue;
     }
@@ -487,7 +509,7 @@ void PoolWorker::Pump(uint32_t index) {
       }
       break;
     }
-    if (s.auth_in_flight || s.write_armed) break;
+    if (s.auth_in_flight || s.open_in_flight || s.write_armed) break;
     // No output, no wait: after EOF or behind released backpressure, let
     // the session work through what it has buffered (driver contract).
     if (++idle_rounds > kMaxIdleRounds) {
@@ -580,15 +602,23 @@ void PoolWorker::HandleAuthReply(const AuthWireReply& reply) {
   // Late: the session timed out waiting, or closed.
   if (s == nullptr || !s->auth_in_flight || !s->session.pending_auth()) return;
   const std::string user = s->session.pending_auth()->user;
-  std::unique_ptr<mailbox::Maildrop> maildrop;
-  const AuthVerdict verdict = Authorize(*s, reply, user, &maildrop);
-  Resolve(index, verdict, std::move(maildrop));
+  const std::optional<AuthVerdict> verdict = Authorize(index, reply, user);
+  if (!verdict.has_value()) {
+    // The opener has it; the pre-auth deadline still bounds the wait.
+    s->auth_in_flight = false;
+    s->auth_deadline = absl::InfiniteFuture();
+    s->open_in_flight = true;
+    Reschedule(index);
+    return;
+  }
+  Resolve(index, *verdict, nullptr);
   Pump(index);
 }
 
-AuthVerdict PoolWorker::Authorize(
-    PoolSession& s, const AuthWireReply& reply, const std::string& user,
-    std::unique_ptr<mailbox::Maildrop>* maildrop) {
+std::optional<AuthVerdict> PoolWorker::Authorize(uint32_t index,
+                                                 const AuthWireReply& reply,
+                                                 const std::string& user) {
+  PoolSession& s = *slots_[index].session;
   switch (reply.verdict) {
     case AuthWireVerdict::kDenied:
       LogAuthDenied(user, reply.known_user);
@@ -631,8 +661,30 @@ AuthVerdict PoolWorker::Authorize(
   // Untrusted from here: the mailbox contents. open_maildrop refuses a
   // mailbox the authenticated uid does not own (a hard link to another
   // user's mailbox in this user's mail path).
-  return AcceptOpenedMaildrop(
-      *path, env_.open_maildrop(*path, *state, reply.uid), maildrop);
+  MaildropOpener::Request request;
+  request.tag = Encode(Op::kOpened, index, slots_[index].generation);
+  request.path = *path;
+  request.state_dir = *state;
+  request.owner = reply.uid;
+  opener_->Submit(std::move(request));
+  return std::nullopt;
+}
+
+void PoolWorker::HandleOpened() {
+  for (MaildropOpener::Result& result : opener_->TakeResults()) {
+    PoolSession* s = Find(result.tag);
+    // The session ended while its mailbox was being opened: the maildrop
+    // (and its lock) is released as `result` goes.
+    if (s == nullptr || !s->open_in_flight) continue;
+    s->open_in_flight = false;
+    std::unique_ptr<mailbox::Maildrop> maildrop;
+    const AuthVerdict verdict = AcceptOpenedMaildrop(
+        s->mail_path, std::move(result.maildrop), &maildrop);
+    const uint32_t index = DecodeIndex(result.tag);
+    Resolve(index, verdict, std::move(maildrop));
+    Pump(index);
+  }
+  ArmPoll(opener_->ready_fd(), POLLIN, Encode(Op::kOpened, 0, 0));
 }
 
 void PoolWorker::Resolve(uint32_t index, AuthVerdict verdict,

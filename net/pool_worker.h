@@ -14,7 +14,9 @@
 //    session when the reply arrives (the loop never blocks on auth); no
 //    reply within auth_timeout, or a full channel, gives [SYS/TEMP];
 //  - on kOk opens the maildrop for the authenticated account, checking the
-//    mailbox belongs to that account's uid (open_maildrop's owner check);
+//    mailbox belongs to that account's uid (open_maildrop's owner check),
+//    on a thread of its own (MaildropOpener): a lock wait or a big first
+//    index holds up that login, not the worker's other sessions;
 //  - enforces deadlines: pre-auth total time, idle time, write progress;
 //  - reports every session end (and auth outcomes) to the master;
 //  - EOF on `master_channel` (shutdown or SIGHUP replacement): stops taking

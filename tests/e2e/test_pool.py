@@ -15,6 +15,7 @@ every socket read has a timeout and every wait a deadline.
 Run: sudo POPGATE_BIN=build-e2e/net/popgate python3 -m unittest -v test_pool
 """
 
+import fcntl
 import os
 import poplib
 import shutil
@@ -214,6 +215,38 @@ class Sessions(_PoolBase):
         self.assertIs(c.expect_eof(5), True)
         self.assertEqual(self.spool.read(self.user.name),
                          self.mbox[self.model[0].raw_end:])
+
+    def test_login_waiting_for_a_locked_mbox_does_not_stall_the_worker(self):
+        """The maildrop is opened on the worker's opener thread. While an MDA
+        holds user2's mbox lock, user2's PASS waits for it, and user's
+        session on the same (only) worker is served meanwhile; once the lock
+        goes, user2 logs in. (With the open on the event loop, user's STAT
+        waited for the lock too, and this test timed out.)"""
+        d = self.start(workers=1)
+        busy = self.login(d)
+        with open(self.spool.mbox_path(self.user2.name), "r+b") as mbox:
+            fcntl.lockf(mbox, fcntl.LOCK_EX)  # a POSIX record lock, as MDAs take
+            waiting = d.connect()
+            self.addCleanup(waiting.close)
+            self.assertTrue(waiting.greeting().startswith(b"+OK"))
+            waiting.cmd_ok(f"USER {self.user2.name}")
+            waiting.send(f"PASS {self.user2.password}\r\n")
+            # The password checked, the worker opens the mailbox next.
+            passed = f"Authentication passed for {self.user2.name}".encode()
+            deadline = time.monotonic() + 10
+            while passed not in d.stderr() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertIn(passed, d.stderr())
+            for msn in range(1, len(self.model) + 1):
+                r, body = busy.cmd_multi(f"RETR {msn}")
+                self.assertEqual(body, self.wire(msn), f"RETR {msn} -> {r!r}")
+            self.assertEqual(waiting.buf, b"")
+            with self.assertRaises(socket.timeout):
+                waiting.readline(timeout=0.3)  # still waiting for the lock
+            fcntl.lockf(mbox, fcntl.LOCK_UN)
+        self.assertTrue(waiting.readline().startswith(b"+OK"))
+        self.assert_session_works(waiting, "after the lock went")
+        self.assert_session_works(busy, "beside the wait")
 
     def test_wrong_password_text(self):
         d = self.start()
