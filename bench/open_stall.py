@@ -18,18 +18,14 @@ every session of the worker waited for the whole index build: the slowest
 NOOP took as long as big's login. With it, small's NOOPs only share the two
 cores with the index build.
 """
-import argparse
 import glob
 import os
 import shutil
 import statistics
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "tests", "e2e"))
-import popgate_harness as h  # noqa: E402
+from big_mailbox import h, parse_args, stop_daemon
 
 
 def make_mbox(path, megabytes, kb):
@@ -55,13 +51,7 @@ def noop_loop(conn, stop, samples):
 
 
 def main():
-    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--popgate", default=os.path.join(repo, "build/net/popgate"))
-    ap.add_argument("--mb", type=int, default=1024)
-    ap.add_argument("--kb", type=int, default=100)
-    ap.add_argument("--trials", type=int, default=5)
-    args = ap.parse_args()
+    args = parse_args(__doc__)
     h.require_root()
 
     root = h.make_test_root("popgate-open-stall-")
@@ -142,15 +132,7 @@ def main():
               f"{statistics.median(medians) * 1000:.2f} ms (before: "
               f"{statistics.median(base_medians) * 1000:.2f} ms)")
     finally:
-        if daemon is not None:
-            try:
-                daemon.stop()
-            except AssertionError:
-                daemon.kill()
-            for _ in range(50):
-                if not daemon.leftover_processes():
-                    break
-                time.sleep(0.1)
+        stop_daemon(daemon)
         for u in (pool, small, big):
             u.remove()
         shutil.rmtree(root, ignore_errors=True)

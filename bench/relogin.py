@@ -26,18 +26,14 @@ this measures CPU work, not the disk.
 
 Prints each login and the medians; the ratios are popa3d / popgate.
 """
-import argparse
 import contextlib
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "tests", "e2e"))
-import popgate_harness as h  # noqa: E402
+from big_mailbox import h, parse_args, stop_daemon
 
 
 def make_mbox(path, megabytes, kb, user):
@@ -105,13 +101,7 @@ def timed_login(server, user, want_count):
 
 
 def main():
-    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--popgate", default=os.path.join(repo, "build/net/popgate"))
-    ap.add_argument("--mb", type=int, default=1024)
-    ap.add_argument("--kb", type=int, default=100)
-    ap.add_argument("--trials", type=int, default=5)
-    args = ap.parse_args()
+    args = parse_args(__doc__)
     h.require_root()
     popa3d = h.popa3d_bin()
     if popa3d is None:
@@ -196,22 +186,8 @@ def main():
                     print(f"{what} ratio popa3d / {name}: "
                           f"{med['popa3d'] / med[name]:.1f}x")
     finally:
-        if fork_daemon is not None:
-            try:
-                fork_daemon.stop()
-            except AssertionError:
-                fork_daemon.kill()
-        if daemon is not None:
-            # Graceful, so the workers are gone before userdel (which refuses
-            # a user that still runs a process); SIGKILL if that fails.
-            try:
-                daemon.stop()
-            except AssertionError:
-                daemon.kill()
-            for _ in range(50):
-                if not daemon.leftover_processes():
-                    break
-                time.sleep(0.1)
+        stop_daemon(fork_daemon)
+        stop_daemon(daemon)
         pool_user.remove()
         user.remove()
         shutil.rmtree(root, ignore_errors=True)
