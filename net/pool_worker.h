@@ -37,6 +37,7 @@
 #include "core/auth/authenticator.h"
 #include "core/session.h"
 #include "mailbox/maildrop.h"
+#include "net/maildrop_opener.h"
 #include "net/unique_fd.h"
 
 namespace popgate::net {
@@ -61,10 +62,9 @@ struct PoolWorkerEnvironment {
       const core::auth::AuthenticatedUser& user)>
       mail_path;
   // Opens the maildrop at `path`; refuses (FailedPrecondition) a mailbox
-  // not owned by `owner`. Unavailable = locked by another session.
-  std::function<absl::StatusOr<std::unique_ptr<mailbox::Maildrop>>(
-      const std::string& path, const std::string& state_dir, uid_t owner)>
-      open_maildrop;
+  // not owned by `owner`. Unavailable = locked by another session. Runs on
+  // the worker's MaildropOpener thread.
+  MaildropOpener::OpenFn open_maildrop;
 };
 
 // Serves until drained (see above); returns the process exit status.
