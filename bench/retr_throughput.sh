@@ -237,9 +237,10 @@ for run in $(seq "$RUNS"); do
     echo "$fl" >>"$ROOT/fl"
   fi
   [[ -n $pg ]] || { echo "retr_client failed" >&2; exit 1; }
-  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.0f", 100 * a / b}')%) [retr_client; whole sessions $sess MB/s, $outside ms per session outside RETR], $fl MB/s [popgate-flood], daemon CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
+  share=$(awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.1f", 100 * a / b}')
+  echo "run $run: ceiling $ceil MB/s, popgate $pg MB/s ($(printf %.0f "$share")%) [retr_client; whole sessions $sess MB/s, $outside ms per session outside RETR], $fl MB/s [popgate-flood], daemon CPU $cpugb s/GB, peak anon $((anon / 1024)) MiB"
   echo "$ceil" >>"$ROOT/ceil"; echo "$pg" >>"$ROOT/pg"; echo "$sess" >>"$ROOT/sess"; echo "$anon" >>"$ROOT/anon"
-  awk -v a="$pg" -v b="$ceil" 'BEGIN {printf "%.1f\n", 100 * a / b}' >>"$ROOT/share"
+  echo "$share" >>"$ROOT/share"
 done
 C=$(median <"$ROOT/ceil"); P=$(median <"$ROOT/pg")
 F=-; [[ -s $ROOT/fl ]] && F=$(median <"$ROOT/fl")
